@@ -1,0 +1,7 @@
+"""What a trained defence is: the networks, the purifier and the bundle format.
+
+The shipped bundles live beside this package in ``models/<name>/``.
+"""
+from models.bundle import Bundle, BundleError, load_bundle
+
+__all__ = ["Bundle", "BundleError", "load_bundle"]

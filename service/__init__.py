@@ -1,0 +1,1 @@
+"""Online: the HTTP service, its batcher, metrics and evaluation jobs; and the ``apudae`` command."""

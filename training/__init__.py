@@ -1,0 +1,1 @@
+"""Offline pipeline: data sets, training loops, calibration, attacks and evaluation."""

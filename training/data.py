@@ -1,0 +1,153 @@
+"""Data sets held in memory as uint8 tensors.
+
+Every loader returns an ``ImageSet``: images (N, C, H, W) uint8, labels (N,) int64
+and the class names in index order. The data directory comes from ``--data-dir``
+or ``APUDAE_DATA_DIR``; nothing is downloaded unless ``download=True``.
+
+Supported names:
+- ``mnist``, ``fashion-mnist``: torchvision's IDX layout (``<dir>/MNIST/raw``, ``<dir>/FashionMNIST/raw``).
+- ``cifar10``: torchvision's own files (``<dir>/cifar-10-batches-py``, whose MD5 sums
+  torchvision checks before reading them), else an ImageFolder ``<dir>/cifar10-jpeg/{train,test}``
+  or ``<dir>/cifar10/{train,test}``, else the archive ``<dir>/cifar10-jpeg.tar.gz``
+  (unpacked once into the cache directory).
+- ``imagefolder:<path>``: any ImageFolder with ``train/`` and ``test/`` (all images one size).
+"""
+from __future__ import annotations
+
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10")
+DATA_HELP = (
+    "Set --data-dir or APUDAE_DATA_DIR to a folder holding MNIST/raw, FashionMNIST/raw, "
+    "cifar-10-batches-py, cifar10-jpeg/{train,test} or cifar10-jpeg.tar.gz "
+    "(torchvision's download=True fetches them where there is internet)."
+)
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The data set is not where we looked; the message names the places and how to get it."""
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # (N, C, H, W) uint8
+    labels: torch.Tensor  # (N,) int64
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, index: torch.Tensor) -> "ImageSet":
+        return ImageSet(self.images[index], self.labels[index], self.classes)
+
+    def floats(self) -> torch.Tensor:
+        """Images as float32 in [0, 1], (N, C, H, W)."""
+        return self.images.float().div_(255.0)
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """--data-dir wins, then APUDAE_DATA_DIR, then ./data."""
+    return Path(data_dir or os.environ.get("APUDAE_DATA_DIR") or "data").expanduser()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("APUDAE_CACHE_DIR") or Path.home() / ".cache" / "apudae").expanduser()
+
+
+def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, download: bool = False) -> ImageSet:
+    """Load ``split`` ("train" or "test") of data set ``name`` (see module docstring)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    root = resolve_data_dir(data_dir)
+    if name in ("mnist", "fashion-mnist"):
+        return _load_idx(name, split, root, download)
+    if name == "cifar10":
+        return _load_cifar10(split, root, download)
+    if name.startswith("imagefolder:"):
+        folder = Path(name.split(":", 1)[1]).expanduser() / split
+        if not folder.is_dir():
+            raise DataNotFoundError(f"no ImageFolder at {folder}: expected {folder}/<class>/<image files>")
+        return _load_image_folder(folder)
+    raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)} or imagefolder:<path>")
+
+
+def _load_idx(name: str, split: str, root: Path, download: bool) -> ImageSet:
+    from torchvision import datasets
+
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    try:
+        ds = cls(root=str(root), train=split == "train", download=download)
+    except RuntimeError as err:
+        raw = root / cls.__name__ / "raw"
+        raise DataNotFoundError(f"{name} not found: looked in {raw}. {DATA_HELP}") from err
+    return ImageSet(ds.data.unsqueeze(1).contiguous(), ds.targets.long(), list(ds.classes))
+
+
+def _load_cifar10(split: str, root: Path, download: bool) -> ImageSet:
+    from torchvision import datasets
+
+    if (root / "cifar-10-batches-py").is_dir() or download:
+        ds = datasets.CIFAR10(root=str(root), train=split == "train", download=download)
+        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        return ImageSet(images, torch.tensor(ds.targets, dtype=torch.long), list(ds.classes))
+    for folder in (root / "cifar10-jpeg", root / "cifar10"):
+        if (folder / split).is_dir():
+            return _load_image_folder(folder / split)
+    archive = root / "cifar10-jpeg.tar.gz"
+    if archive.is_file():
+        unpacked = cache_dir() / "cifar10-jpeg"
+        if not (unpacked / split).is_dir():
+            _unpack(archive, cache_dir())
+        return _load_image_folder(unpacked / split)
+    looked = [root / "cifar-10-batches-py", root / "cifar10-jpeg", root / "cifar10", archive]
+    raise DataNotFoundError(f"cifar10 not found: looked in {', '.join(map(str, looked))}. {DATA_HELP}")
+
+
+def _unpack(archive: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+
+
+def _load_image_folder(folder: Path) -> ImageSet:
+    """Decode an ImageFolder once and keep a uint8 .npy copy in the cache directory."""
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise DataNotFoundError(f"{folder} holds no class folders: expected {folder}/<class>/<image files>")
+    key = str(folder.resolve()).strip("/").replace("/", "_")
+    cached_images, cached_labels = cache_dir() / f"{key}.images.npy", cache_dir() / f"{key}.labels.npy"
+    if cached_images.is_file() and cached_labels.is_file():
+        images = np.load(cached_images, allow_pickle=False)
+        labels = np.load(cached_labels, allow_pickle=False)
+    else:
+        files = [(f, i) for i, c in enumerate(classes) for f in sorted((folder / c).iterdir()) if f.is_file()]
+        mode = "L" if Image.open(files[0][0]).mode in ("L", "1") else "RGB"
+        arrays = [np.asarray(Image.open(f).convert(mode)) for f, _ in files]
+        shapes = {a.shape for a in arrays}
+        if len(shapes) != 1:
+            raise ValueError(f"images in {folder} differ in size ({sorted(shapes)[:3]}...); resize them to one size")
+        images = np.stack(arrays)
+        images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+        labels = np.array([i for _, i in files], dtype=np.int64)
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        np.save(cached_images, np.ascontiguousarray(images))
+        np.save(cached_labels, labels)
+    return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), classes)
+
+
+def train_holdout_split(n: int, holdout: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split indices 0..n-1 of the *training* split into (train, holdout) with a fixed seed.
+
+    The holdout part calibrates mu/sigma (eq. 7) and tunes purification; the test split never does.
+    """
+    if not 0 < holdout < n:
+        raise ValueError(f"holdout must be between 1 and {n - 1}, got {holdout}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[holdout:], perm[:holdout]

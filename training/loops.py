@@ -1,0 +1,139 @@
+"""Training loops for the classifiers (clean and PGD-adversarial) and the DAE (eq. 5).
+
+Each loop is resumable: after every epoch it writes a checkpoint (safetensors + JSON)
+in the work directory and, when started again, continues from the last finished
+epoch. Randomness is drawn from generators seeded by (seed, epoch), so a resumed
+run equals an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models.classifiers import ImageClassifier
+from models.dae import DenoisingAutoEncoder, add_training_noise, reconstruction_error
+from training.attacks.pgd import pgd_linf
+from training.augment import random_crop, random_flip
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.data import ImageSet
+from training.recipes import Recipe
+
+PARTS = ("classifier", "dae", "adversarial")
+
+
+def one_cycle_lr(step: int, total: int, peak: float, warmup: float = 0.2) -> float:
+    """Linear warm-up to ``peak`` over the first ``warmup`` share of steps, then linear decay to 0."""
+    rise = max(1, int(total * warmup))
+    return peak * step / rise if step < rise else peak * max(0.0, (total - step) / max(1, total - rise))
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, data: ImageSet, batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on ``data``; every image counts, the last partial batch too."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(data), batch_size):
+        x = data.images[start:start + batch_size].float() / 255
+        correct += (model(x).argmax(1) == data.labels[start:start + batch_size]).sum().item()
+    return correct / len(data)
+
+
+@torch.no_grad()
+def mean_reconstruction_error(dae: torch.nn.Module, data: ImageSet, batch_size: int = 500) -> float:
+    """Mean of eq. 7's per-image error over ``data`` (eval mode)."""
+    dae.eval()
+    total = 0.0
+    for start in range(0, len(data), batch_size):
+        total += reconstruction_error(dae, data.images[start:start + batch_size].float() / 255).sum().item()
+    return total / len(data)
+
+
+def _augment(recipe: Recipe, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    images = random_crop(images, recipe.crop_padding, generator)
+    if recipe.flip:
+        images = random_flip(images, generator)
+    return images.float() / 255
+
+
+def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdir: Path, seed: int) -> dict:
+    """Train ``part`` ("classifier", "dae" or "adversarial") to completion; returns the final meta.
+
+    Writes ``workdir/<part>.safetensors`` and ``workdir/<part>.json`` after every epoch and a line of
+    per-epoch metrics to ``workdir/<part>.log.jsonl``.
+    """
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    is_dae = part == "dae"
+    torch.manual_seed(seed)
+    model = DenoisingAutoEncoder(recipe.dae) if is_dae else ImageClassifier(recipe.classifier)
+    if is_dae:
+        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.dae_lr)
+        epochs, batch, peak = recipe.dae_epochs, recipe.dae_batch, recipe.dae_lr
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.classifier_lr, momentum=0.9,
+                                    nesterov=True, weight_decay=recipe.weight_decay)
+        epochs = recipe.adversarial_epochs if part == "adversarial" else recipe.classifier_epochs
+        batch, peak = recipe.classifier_batch, recipe.classifier_lr
+    ckpt = workdir / part
+    meta = load_checkpoint(ckpt, model, optimizer) or {"epoch": 0, "history": [], "wall_seconds": 0.0}
+    if meta["epoch"] >= epochs:
+        return meta
+    steps_per_epoch = math.ceil(len(train) / batch)
+    total_steps = epochs * steps_per_epoch
+    use_bf16 = recipe.dae_bf16 if is_dae else recipe.bf16
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    for epoch in range(meta["epoch"], epochs):
+        started = time.time()
+        generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+        torch.manual_seed(seed * 1000 + epoch)
+        order = torch.randperm(len(train), generator=generator)
+        model.train()
+        running, seen = 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"{recipe.dataset} {part} {epoch + 1}/{epochs}", mininterval=10)
+        for i in bar:
+            index = order[i * batch:(i + 1) * batch]
+            step = epoch * steps_per_epoch + i
+            for group in optimizer.param_groups:
+                group["lr"] = (peak * 0.5 * (1 + math.cos(math.pi * step / total_steps)) if is_dae
+                               else one_cycle_lr(step, total_steps, peak))
+            if is_dae:
+                clean = train.images[index].float() / 255
+                with autocast:
+                    denoised = model(add_training_noise(clean, recipe.dae.sigma_max, generator))
+                loss = F.mse_loss(denoised.float(), clean)
+            else:
+                x, y = _augment(recipe, train.images[index], generator), train.labels[index]
+                if part == "adversarial":
+                    eps = recipe.adversarial_epsilon
+                    with autocast:
+                        x = pgd_linf(model, x, y, eps, 2.5 * eps / recipe.adversarial_steps,
+                                     recipe.adversarial_steps, generator=generator)
+                with autocast:
+                    loss = F.cross_entropy(model(x).float(), y, label_smoothing=recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += loss.item() * len(index)
+            seen += len(index)
+            bar.set_postfix(loss=f"{running / seen:.4f}", refresh=False)
+        record = {"epoch": epoch + 1, "train_loss": running / seen, "seconds": time.time() - started}
+        if is_dae:
+            record["val_clean_reconstruction_error"] = mean_reconstruction_error(model, val)
+        else:
+            record["val_accuracy"] = accuracy(model, val)
+        meta = {"epoch": epoch + 1, "history": meta["history"] + [record],
+                "wall_seconds": meta["wall_seconds"] + record["seconds"], "seed": seed,
+                "recipe": recipe.to_dict(), "part": part}
+        save_checkpoint(ckpt, model, optimizer, meta)
+        with open(workdir / f"{part}.log.jsonl", "a") as log:
+            log.write(json.dumps(record) + "\n")
+        print(json.dumps({"part": part, **record}), flush=True)
+    return meta

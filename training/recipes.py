@@ -1,0 +1,85 @@
+"""Default training recipes per data set, sized for a 2-core CPU.
+
+A recipe fixes the architectures (Table 1 for the DAE) and the optimisation
+settings; command-line options override single fields.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from models.classifiers import ClassifierConfig
+from models.dae import DAEConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    dataset: str
+    classifier: ClassifierConfig
+    dae: DAEConfig
+    holdout: int = 5000  # images of the training split kept out for calibration and tuning
+    classifier_epochs: int = 4
+    classifier_batch: int = 128
+    classifier_lr: float = 0.05  # peak of the one-cycle schedule (SGD, Nesterov momentum 0.9)
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    crop_padding: int = 2
+    flip: bool = False
+    bf16: bool = False  # torch.autocast(bfloat16) when training the classifiers
+    dae_bf16: bool = False  # torch.autocast(bfloat16) when training the DAE (weights stay fp32)
+    dae_epochs: int = 3
+    dae_batch: int = 128
+    dae_lr: float = 2e-3  # Adam, cosine decay
+    adversarial_epsilon: float = 0.1  # l_inf budget of the PGD-trained baseline (Madry et al. 2018)
+    adversarial_steps: int = 5
+    adversarial_epochs: int = 2
+    purification: dict = field(default_factory=dict)  # variant F defaults written into bundle.json
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["classifier"], d["dae"] = self.classifier.to_dict(), self.dae.to_dict()
+        return d
+
+
+RECIPES: dict[str, Recipe] = {
+    "mnist": Recipe(
+        dataset="mnist",
+        classifier=ClassifierConfig("mnist_cnn", 1, 10, 32, (0.1307,), (0.3081,)),
+        dae=DAEConfig(in_channels=1, depth=5, sigma_max=0.3),
+        classifier_epochs=3,
+        purification={"variant": "F", "n": 15, "alpha": 0.01, "beta": 0.9, "gamma": 0.05},
+    ),
+    "fashion-mnist": Recipe(
+        dataset="fashion-mnist",
+        classifier=ClassifierConfig("mnist_cnn", 1, 10, 32, (0.2860,), (0.3530,)),
+        dae=DAEConfig(in_channels=1, depth=5, sigma_max=0.3),
+        classifier_epochs=8,
+        flip=True,
+        label_smoothing=0.1,
+        purification={"variant": "F", "n": 15, "alpha": 0.01, "beta": 0.9, "gamma": 0.05},
+    ),
+    "cifar10": Recipe(
+        dataset="cifar10",
+        classifier=ClassifierConfig("resnet9", 3, 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        dae=DAEConfig(in_channels=3, depth=15, sigma_max=0.1),
+        classifier_epochs=18,
+        classifier_batch=256,
+        classifier_lr=0.2,
+        label_smoothing=0.2,
+        crop_padding=4,
+        flip=True,
+        bf16=True,
+        dae_epochs=3,
+        dae_bf16=True,
+        adversarial_epsilon=8 / 255,
+        adversarial_steps=2,
+        adversarial_epochs=4,
+        purification={"variant": "F", "n": 15, "alpha": 1 / 255, "beta": 0.9, "gamma": 0.01},
+    ),
+}
+
+
+def recipe_for(dataset: str, **overrides) -> Recipe:
+    """The recipe of ``dataset`` with ``overrides`` (None values ignored)."""
+    if dataset not in RECIPES:
+        raise ValueError(f"no recipe for {dataset!r}; choose one of {', '.join(RECIPES)}")
+    return replace(RECIPES[dataset], **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,30 @@
+"""``apudae train``: train one part of a bundle, resumably, in a work directory."""
+from __future__ import annotations
+
+import argparse
+
+from training.data import load_dataset, train_holdout_split
+from training.loops import PARTS, train_part
+from training.options import add_data_options, apply_threads, workdir_of
+from training.recipes import recipe_for
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_options(parser)
+    parser.add_argument("--part", choices=PARTS + ("all",), default="all",
+                        help="classifier, dae (eq. 5), adversarial (PGD-trained baseline) or all")
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs for the chosen part(s)")
+    parser.add_argument("--holdout", type=int, default=None, help="training images kept out for calibration")
+
+
+def run(args: argparse.Namespace) -> int:
+    apply_threads(args)
+    epochs = {"classifier_epochs": args.epochs, "dae_epochs": args.epochs, "adversarial_epochs": args.epochs}
+    recipe = recipe_for(args.dataset, holdout=args.holdout, **epochs)
+    data = load_dataset(args.dataset, "train", args.data_dir, args.download)
+    train_index, holdout_index = train_holdout_split(len(data), recipe.holdout)
+    train, holdout = data.subset(train_index), data.subset(holdout_index)
+    for part in PARTS if args.part == "all" else (args.part,):
+        meta = train_part(part, recipe, train, holdout, workdir_of(args), args.seed)
+        print(f"{args.dataset} {part}: {meta['epoch']} epochs, {meta['wall_seconds']:.0f} s, last {meta['history'][-1]}")
+    return 0

@@ -55,3 +55,20 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
             state.setdefault(int(idx), {})[name] = torch.tensor(value)
     optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
     return meta
+
+
+
+def read_finished_run(path: Path, planned_epochs_key: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Meta and model tensors of a *finished* run at ``path`` (its epoch reached recipe[planned_epochs_key]).
+
+    Raises FileNotFoundError, saying what to run, when the run is missing or unfinished.
+    """
+    meta_file, weights = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    if not (meta_file.is_file() and weights.is_file()):
+        raise FileNotFoundError(f"no training run at {path}: run `apudae train` for it first")
+    meta = json.loads(meta_file.read_text())
+    planned = meta["recipe"][planned_epochs_key]
+    if meta["epoch"] < planned:
+        raise FileNotFoundError(f"{path} has finished {meta['epoch']} of {planned} epochs: resume `apudae train`")
+    tensors = load_file(str(weights))
+    return meta, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -17,15 +17,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from models.classifiers import ImageClassifier
-from models.dae import DenoisingAutoEncoder, add_training_noise, reconstruction_error
+from models.classifiers import ClassifierConfig, ImageClassifier
+from models.dae import DAEConfig, DenoisingAutoEncoder, add_training_noise, reconstruction_error
 from training.attacks.pgd import pgd_linf
 from training.augment import random_crop, random_flip
-from training.checkpoint import load_checkpoint, save_checkpoint
+from training.checkpoint import load_checkpoint, read_finished_run, save_checkpoint
 from training.data import ImageSet
 from training.recipes import Recipe
 
 PARTS = ("classifier", "dae", "adversarial")
+_EPOCHS_KEY = {"classifier": "classifier_epochs", "dae": "dae_epochs", "adversarial": "adversarial_epochs"}
 
 
 def one_cycle_lr(step: int, total: int, peak: float, warmup: float = 0.2) -> float:
@@ -55,6 +56,20 @@ def mean_reconstruction_error(dae: torch.nn.Module, data: ImageSet, batch_size: 
     return total / len(data)
 
 
+def _build(part: str, recipe_dict: dict) -> torch.nn.Module:
+    if part == "dae":
+        return DenoisingAutoEncoder(DAEConfig(**recipe_dict["dae"]))
+    return ImageClassifier(ClassifierConfig.from_dict(recipe_dict["classifier"]))
+
+
+def load_trained(workdir: Path, part: str) -> tuple[torch.nn.Module, dict]:
+    """The finished ``part`` of ``workdir`` in eval mode, rebuilt from the recipe saved with it, and its meta."""
+    meta, weights = read_finished_run(workdir / part, _EPOCHS_KEY[part])
+    model = _build(part, meta["recipe"])
+    model.load_state_dict(weights)
+    return model.eval(), meta
+
+
 def _augment(recipe: Recipe, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     images = random_crop(images, recipe.crop_padding, generator)
     if recipe.flip:
@@ -73,15 +88,15 @@ def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdi
     workdir.mkdir(parents=True, exist_ok=True)
     is_dae = part == "dae"
     torch.manual_seed(seed)
-    model = DenoisingAutoEncoder(recipe.dae) if is_dae else ImageClassifier(recipe.classifier)
+    model = _build(part, recipe.to_dict())
     if is_dae:
         optimizer = torch.optim.Adam(model.parameters(), lr=recipe.dae_lr)
-        epochs, batch, peak = recipe.dae_epochs, recipe.dae_batch, recipe.dae_lr
+        batch, peak = recipe.dae_batch, recipe.dae_lr
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=recipe.classifier_lr, momentum=0.9,
                                     nesterov=True, weight_decay=recipe.weight_decay)
-        epochs = recipe.adversarial_epochs if part == "adversarial" else recipe.classifier_epochs
         batch, peak = recipe.classifier_batch, recipe.classifier_lr
+    epochs = getattr(recipe, _EPOCHS_KEY[part])
     ckpt = workdir / part
     meta = load_checkpoint(ckpt, model, optimizer) or {"epoch": 0, "history": [], "wall_seconds": 0.0}
     if meta["epoch"] >= epochs:

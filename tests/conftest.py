@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny bundles made on the spot (nothing trained, nothing downloaded)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.calibration import Calibration
+from models.classifiers import ClassifierConfig, ImageClassifier
+from models.dae import DAEConfig, DenoisingAutoEncoder, reconstruction_error
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_SHAPE = (1, 28, 28)
+
+
+def make_tiny_nets(seed: int = 0) -> tuple[DenoisingAutoEncoder, ImageClassifier]:
+    """An untrained tiny DAE (N=2, width 8) and classifier (width 4) for 1x28x28 images, eval mode."""
+    torch.manual_seed(seed)
+    dae = DenoisingAutoEncoder(DAEConfig(in_channels=1, depth=2, width=8, sigma_max=0.3)).eval()
+    classifier = ImageClassifier(ClassifierConfig("mnist_cnn", 1, 10, 4, (0.5,), (0.5,))).eval()
+    return dae, classifier
+
+
+def write_tiny_bundle(out: Path, name: str = "tiny") -> dict:
+    """Write a valid bundle of tiny untrained nets to ``out``; returns its bundle.json."""
+    from training.package import machine_description, write_bundle
+
+    dae, classifier = make_tiny_nets()
+    images = torch.rand(64, *TINY_SHAPE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        calibration = Calibration.from_errors(reconstruction_error(dae, images))
+    provenance = {"data": "random test images", "dataset": "tiny", "image_size": list(TINY_SHAPE[1:]),
+                  "splits": {"train": 0, "holdout_calibration": 64, "test": 0}, "epochs": {}, "wall_seconds": {},
+                  "seed": 0, "git_commit": "test", "machine": machine_description()}
+    purification = {"variant": "F", "n": 3, "alpha": 0.01, "beta": 0.9, "gamma": 0.05}
+    return write_bundle(out, name, dae, classifier, calibration, [f"class {i}" for i in range(10)],
+                        purification, provenance, {"clean_test_accuracy": 0.1})
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """A models directory holding one valid tiny bundle, ``<dir>/tiny``. Treat it as read-only."""
+    models_dir = tmp_path_factory.mktemp("models")
+    write_tiny_bundle(models_dir / "tiny")
+    return models_dir
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real data sets (APUDAE_DATA_DIR, else ../shared/data beside the repo); tests skip without them."""
+    path = Path(os.environ.get("APUDAE_DATA_DIR") or REPO.parent / "shared" / "data")
+    if not (path / "MNIST" / "raw").is_dir():
+        pytest.skip(f"real data sets not found at {path}: set APUDAE_DATA_DIR to run this test")
+    return path

@@ -1,0 +1,46 @@
+"""``apudae calibrate``: mu, sigma and histogram of the clean per-image reconstruction error (eq. 7).
+
+Measured on the held-out part of the *training* split (the DAE never trained on it);
+the test split is never used for calibration.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from models.calibration import Calibration
+from models.dae import reconstruction_error
+from training.data import ImageSet, load_dataset, train_holdout_split
+from training.loops import load_trained
+from training.options import add_data_options, apply_threads, workdir_of
+
+
+@torch.no_grad()
+def per_image_errors(dae: torch.nn.Module, data: ImageSet, batch_size: int = 500) -> torch.Tensor:
+    """eq. 7 error of every image of ``data`` under ``dae`` (eval mode): (N,) float32."""
+    dae.eval()
+    chunks = [reconstruction_error(dae, data.images[i:i + batch_size].float() / 255)
+              for i in range(0, len(data), batch_size)]
+    return torch.cat(chunks)
+
+
+def calibrate(dae: torch.nn.Module, holdout: ImageSet) -> Calibration:
+    return Calibration.from_errors(per_image_errors(dae, holdout))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    apply_threads(args)
+    workdir = workdir_of(args)
+    dae, meta = load_trained(workdir, "dae")
+    data = load_dataset(args.dataset, "train", args.data_dir, args.download)
+    _, holdout_index = train_holdout_split(len(data), meta["recipe"]["holdout"])
+    calibration = calibrate(dae, data.subset(holdout_index))
+    (workdir / "calibration.json").write_text(json.dumps(calibration.to_dict(), indent=1))
+    print(f"{args.dataset}: mu={calibration.mu:.6g} sigma={calibration.sigma:.6g} on {calibration.n} held-out training images")
+    return 0

@@ -1,0 +1,52 @@
+"""Adversarial purification with a DAE: the paper's variants "direct" and A-G (eq. 8-13).
+
+``purify`` is what the service runs; ``purify_unrolled`` is the same loop with gradients flowing through
+every step (create_graph), for the adaptive attacks that attack purify + classify end to end.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.calibration import Calibration
+from models.purification.settings import STEP_RULES, VARIANTS, PurificationResult, PurifySettings
+from models.purification.variants import PURIFIERS
+
+__all__ = ["purify", "purify_unrolled", "PurifySettings", "PurificationResult", "VARIANTS", "STEP_RULES"]
+
+
+def _device_of(dae: nn.Module, images: torch.Tensor) -> torch.device:
+    param = next(dae.parameters(), None)
+    return images.device if param is None else param.device
+
+
+def purify(dae: nn.Module, images: torch.Tensor, calibration: Calibration,
+           settings: PurifySettings) -> PurificationResult:
+    """Purify a batch with ``settings.variant``.
+
+    dae: the bundle's DAE in eval mode (its weights get no gradients); images: (B, C, H, W) float in
+    [0, 1] on any device (moved to the DAE's device; results come back on the images' device).
+    Safe to call under ``torch.inference_mode()``/``no_grad()``: the loop needs input gradients and
+    switches them on for itself.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+    with torch.inference_mode(False), torch.enable_grad():
+        x = images.to(_device_of(dae, images)).clone()
+        result = PURIFIERS[settings.variant](dae, calibration, settings).purify(x)
+    return PurificationResult(*(t.to(images.device) for t in
+                                (result.images, result.error_before, result.error_after, result.steps)))
+
+
+def purify_unrolled(dae: nn.Module, images: torch.Tensor, calibration: Calibration,
+                    settings: PurifySettings) -> torch.Tensor:
+    """Purified images (B, C, H, W) as a differentiable function of ``images``: the same steps as
+    ``purify`` (same early exits) with the graph kept through all n steps (create_graph=True).
+
+    Note: with ``settings.step == "sign"`` each step's direction is piecewise constant, so the exact
+    gradient flows through the identity path and the [0, 1] clipping (and G's transform); the "linf"
+    rule also passes second-order terms through the DAE.
+    """
+    purifier = PURIFIERS[settings.variant](dae, calibration, settings)
+    out, _ = purifier.run(images, differentiable=True)
+    return out

@@ -1,0 +1,109 @@
+"""The purification loop shared by the gradient variants A-G (the paper's Algorithm 1 and eq. 8-13).
+
+A variant only says what differs: its loss of the per-image error (``loss``), whether it uses
+momentum, its step size (``step_size``), the DAE's input (``dae_input``, noise for F/G) and the start
+point (``start``, a random transform for G). ``IterativePurifier`` owns the rest: per-image losses,
+momentum, the step rule, clipping to [0, 1], early exit of images whose loss is zero, step counts, and a
+differentiable mode in which gradients flow through every step (for the adaptive attacks).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.calibration import Calibration
+from models.purification.randomness import NoiseSource
+from models.purification.settings import PurificationResult, PurifySettings
+
+
+def per_image_error(dae: nn.Module, x: torch.Tensor, dae_input: torch.Tensor | None = None) -> torch.Tensor:
+    """dist of eq. 7 per image: mean over pixels of (x - DAE(dae_input))^2, dae_input defaulting to x.
+
+    x: (B, C, H, W) -> (B,). Per-image sums keep images independent (BatchNorm is in eval mode).
+    """
+    return (x - dae(x if dae_input is None else dae_input)).pow(2).flatten(1).mean(dim=1)
+
+
+class Purifier:
+    """Base of every variant. ``run(images, differentiable)`` -> (purified (B, C, H, W), steps (B,))."""
+
+    def __init__(self, dae: nn.Module, calibration: Calibration, settings: PurifySettings):
+        self.dae, self.calibration, self.settings = dae, calibration, settings
+
+    def run(self, x: torch.Tensor, differentiable: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def purify(self, images: torch.Tensor) -> PurificationResult:
+        """Purify ``images`` (B, C, H, W) in [0, 1] without building a graph; see ``PurificationResult``."""
+        x = images.detach().clone().float()
+        with torch.no_grad():
+            before = per_image_error(self.dae, x)
+        out, steps = self.run(x)
+        out = out.detach()
+        after = before.clone()
+        changed = (steps > 0) | self.always_changes
+        if changed.any():
+            with torch.no_grad():
+                after[changed] = per_image_error(self.dae, out[changed])
+        return PurificationResult(out, before, after, steps)
+
+    #: True when the output differs from the input even after zero steps (direct, G's transform)
+    always_changes = False
+
+
+class IterativePurifier(Purifier):
+    """X_{i+1} = clip_[0,1](X_i - alpha_i * step(w_i)), w_i = beta * w_{i-1} + (1 - beta) * dL/dX_i."""
+
+    uses_momentum = True
+
+    def loss(self, dist: torch.Tensor) -> torch.Tensor:
+        """Per-image loss (B,) of the per-image error dist (B,); zero means the image is done."""
+        raise NotImplementedError
+
+    def step_size(self, dist: torch.Tensor) -> torch.Tensor:
+        """Per-image step size (B,): alpha unless the variant varies it (C)."""
+        return torch.full_like(dist, self.settings.alpha)
+
+    def dae_input(self, x: torch.Tensor, rows: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
+        """What the DAE sees at a step: X itself unless the variant adds noise (F, G)."""
+        return x
+
+    def start(self, x: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
+        """X_pur,0: the input unless the variant transforms it first (G)."""
+        return x
+
+    def _direction(self, w: torch.Tensor) -> torch.Tensor:
+        if self.settings.step == "sign":
+            return w.sign()
+        peak = w.abs().flatten(1).amax(dim=1).clamp_min(1e-12)
+        return w / peak.view(-1, 1, 1, 1)
+
+    def run(self, x: torch.Tensor, differentiable: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        noise = NoiseSource(x, self.settings.seed)
+        x = self.start(x, noise)
+        with torch.no_grad():
+            active = self.loss(per_image_error(self.dae, x)) > 0  # images already done take no step
+        beta = self.settings.beta if self.uses_momentum else 0.0
+        momentum = torch.zeros_like(x)
+        steps = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+        for _ in range(self.settings.n):
+            rows = active.nonzero().squeeze(1)
+            if rows.numel() == 0:
+                break
+            sub = x.index_select(0, rows)
+            if not (differentiable and sub.requires_grad):
+                sub = sub.detach().requires_grad_(True)
+            dist = per_image_error(self.dae, sub, self.dae_input(sub, rows, noise))
+            loss = self.loss(dist)
+            (grad,) = torch.autograd.grad(loss.sum(), sub, create_graph=differentiable)
+            moving = (loss > 0).detach()
+            w = beta * momentum.index_select(0, rows) + (1 - beta) * grad
+            new = (sub - self.step_size(dist).view(-1, 1, 1, 1) * self._direction(w)).clamp(0, 1)
+            new = torch.where(moving.view(-1, 1, 1, 1), new, sub)
+            if not differentiable:
+                new, w = new.detach(), w.detach()
+            x = x.index_copy(0, rows, new)
+            momentum = momentum.index_copy(0, rows, w)
+            steps[rows[moving]] += 1
+            active[rows[~moving]] = False
+        return x, steps

@@ -1,0 +1,67 @@
+"""Data loaders on small files the tests write (IDX, ImageFolder) and the missing-data error."""
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from training.data import DataNotFoundError, load_dataset, train_holdout_split
+
+
+def _write_idx(folder, prefix, images, labels):
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{prefix}-images-idx3-ubyte", "wb") as f:
+        f.write(struct.pack(">IIII", 2051, len(images), 28, 28) + images.tobytes())
+    with open(folder / f"{prefix}-labels-idx1-ubyte", "wb") as f:
+        f.write(struct.pack(">II", 2049, len(labels)) + labels.tobytes())
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_idx_layout_loads_as_uint8_nchw(tmp_path, name, folder):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 3, 9], dtype=np.uint8)
+    for prefix in ("train", "t10k"):
+        _write_idx(tmp_path / folder / "raw", prefix, images, labels)
+    data = load_dataset(name, "test", tmp_path)
+    assert data.images.shape == (5, 1, 28, 28) and data.images.dtype == torch.uint8
+    assert torch.equal(data.images[:, 0], torch.from_numpy(images))
+    assert data.labels.tolist() == [0, 1, 2, 3, 9] and len(data.classes) == 10
+
+
+def test_cifar10_image_folder_and_custom_image_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("APUDAE_CACHE_DIR", str(tmp_path / "cache"))
+    for split in ("train", "test"):
+        for i, cls in enumerate(("airplane", "automobile")):
+            (tmp_path / "cifar10-jpeg" / split / cls).mkdir(parents=True)
+            Image.new("RGB", (32, 32), (i * 200, 10, 20)).save(tmp_path / "cifar10-jpeg" / split / cls / "0.png")
+    data = load_dataset("cifar10", "train", tmp_path)
+    assert data.images.shape == (2, 3, 32, 32) and data.classes == ["airplane", "automobile"]
+    assert data.labels.tolist() == [0, 1] and data.images[1, 0, 0, 0] == 200
+    again = load_dataset(f"imagefolder:{tmp_path / 'cifar10-jpeg'}", "train")  # served from the cache
+    assert torch.equal(again.images, data.images)
+
+
+def test_missing_data_names_where_it_looked_and_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.delenv("APUDAE_DATA_DIR", raising=False)
+    with pytest.raises(DataNotFoundError, match=r"looked in .*MNIST/raw.*APUDAE_DATA_DIR"):
+        load_dataset("mnist", "train", tmp_path)
+    with pytest.raises(DataNotFoundError, match=r"cifar-10-batches-py.*cifar10-jpeg.tar.gz"):
+        load_dataset("cifar10", "test", tmp_path)
+    with pytest.raises(ValueError, match="unknown data set"):
+        load_dataset("svhn", "test", tmp_path)
+
+
+def test_data_dir_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("APUDAE_DATA_DIR", str(tmp_path / "elsewhere"))
+    with pytest.raises(DataNotFoundError, match="elsewhere"):
+        load_dataset("mnist", "test")
+
+
+def test_holdout_split_is_disjoint_fixed_and_complete():
+    train, holdout = train_holdout_split(100, 10)
+    assert len(holdout) == 10 and len(train) == 90
+    assert sorted(torch.cat([train, holdout]).tolist()) == list(range(100))
+    assert torch.equal(holdout, train_holdout_split(100, 10)[1])

@@ -61,7 +61,7 @@ RECIPES: dict[str, Recipe] = {
         dataset="cifar10",
         classifier=ClassifierConfig("resnet9", 3, 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
         dae=DAEConfig(in_channels=3, depth=15, sigma_max=0.1),
-        classifier_epochs=18,
+        classifier_epochs=15,
         classifier_batch=256,
         classifier_lr=0.2,
         label_smoothing=0.2,

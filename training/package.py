@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from models.bundle import BUNDLE_FILE, sha256_file
 from models.calibration import Calibration
-from training.calibrate import calibrate, per_image_errors
+from training.calibrate import per_image_errors
 from training.data import load_dataset, train_holdout_split
 from training.loops import accuracy, load_trained
 from training.options import add_data_options, apply_threads, workdir_of
@@ -132,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
     train = load_dataset(args.dataset, "train", args.data_dir, args.download)
     test = load_dataset(args.dataset, "test", args.data_dir, args.download)
     train_index, holdout_index = train_holdout_split(len(train), recipe["holdout"])
-    calibration = calibrate(dae, train.subset(holdout_index))
+    calibration_file = workdir / "calibration.json"
+    if not calibration_file.is_file():
+        raise FileNotFoundError(f"no {calibration_file}: run `apudae calibrate --dataset {args.dataset}` first")
+    calibration = Calibration.from_dict(json.loads(calibration_file.read_text()))
     metrics = {"clean_test_accuracy": accuracy(classifier, test),
                "dae_test_mean_reconstruction_error": per_image_errors(dae, test).mean().item()}
     if adversarial is not None:

@@ -11,6 +11,10 @@ from models.calibration import Calibration
 from models.classifiers import ClassifierConfig, ImageClassifier
 from models.dae import DAEConfig, DenoisingAutoEncoder, reconstruction_error
 
+# Tests use tiny models: one thread each avoids oversubscribing the cores with the
+# servers and workers some tests start beside them.
+torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parent.parent
 TINY_SHAPE = (1, 28, 28)
 

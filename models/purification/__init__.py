@@ -43,10 +43,13 @@ def purify_unrolled(dae: nn.Module, images: torch.Tensor, calibration: Calibrati
     """Purified images (B, C, H, W) as a differentiable function of ``images``: the same steps as
     ``purify`` (same early exits) with the graph kept through all n steps (create_graph=True).
 
-    Note: with ``settings.step == "sign"`` each step's direction is piecewise constant, so the exact
-    gradient flows through the identity path and the [0, 1] clipping (and G's transform); the "linf"
-    rule also passes second-order terms through the DAE.
+    Note: with ``settings.step == "sign"`` each step's direction is piecewise constant (zero derivative),
+    so the exact gradient flows only through the identity path, the [0, 1] clipping and G's transform,
+    and the loop skips building the second-order graph it would multiply by zero; the "linf" rule
+    keeps it (create_graph) and passes second-order terms through the DAE.
     """
     purifier = PURIFIERS[settings.variant](dae, calibration, settings)
-    out, _ = purifier.run(images, differentiable=True)
-    return out
+    keep_graph = torch.is_grad_enabled()
+    with torch.enable_grad():  # the loop needs input gradients even where the caller predicts under no_grad
+        out, _ = purifier.run(images, differentiable=keep_graph)
+    return out if keep_graph else out.detach()

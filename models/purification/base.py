@@ -95,7 +95,9 @@ class IterativePurifier(Purifier):
                 sub = sub.detach().requires_grad_(True)
             dist = per_image_error(self.dae, sub, self.dae_input(sub, rows, noise))
             loss = self.loss(dist)
-            (grad,) = torch.autograd.grad(loss.sum(), sub, create_graph=differentiable)
+            # sign(w) has zero derivative, so its second-order graph would only ever be multiplied by 0
+            second_order = differentiable and self.settings.step != "sign"
+            (grad,) = torch.autograd.grad(loss.sum(), sub, create_graph=second_order)
             moving = (loss > 0).detach()
             w = beta * momentum.index_select(0, rows) + (1 - beta) * grad
             new = (sub - self.step_size(dist).view(-1, 1, 1, 1) * self._direction(w)).clamp(0, 1)

@@ -16,11 +16,14 @@ def pgd_linf(
     steps: int,
     random_start: bool = True,
     generator: torch.Generator | None = None,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Maximise cross-entropy within the l_inf ball of radius ``epsilon`` around ``x`` (eq. 3).
 
     x: (B, C, H, W) in [0, 1]; y: (B,) labels. Each step: x <- Clip_x^eps{x + alpha * sign(grad)},
     then clip to [0, 1]. ``random_start`` begins at a uniform point of the ball (Madry) instead of x (BIM).
+    ``loss(adv, y) -> scalar`` replaces the default cross-entropy of ``model(adv)`` (counter-attack B,
+    EOT losses through the defence); ``model`` is then unused.
     Returns the adversarial batch, detached, same shape as x.
     """
     x = x.detach()
@@ -30,8 +33,8 @@ def pgd_linf(
         adv = (x + epsilon * noise).clamp(0, 1)
     for _ in range(steps):
         adv.requires_grad_(True)
-        loss = F.cross_entropy(model(adv), y)
-        (grad,) = torch.autograd.grad(loss, adv)
+        value = F.cross_entropy(model(adv), y) if loss is None else loss(adv, y)
+        (grad,) = torch.autograd.grad(value, adv)
         adv = adv.detach() + alpha * grad.sign()
         adv = torch.min(torch.max(adv, x - epsilon), x + epsilon).clamp(0, 1)
     return adv.detach()

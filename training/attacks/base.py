@@ -1,0 +1,69 @@
+"""What every attack shares: its budget, its threat model, the models it may see, and the l_inf projection.
+
+An attack is a small object with ``epsilon`` and a ``generate(target, x, y) -> x_adv`` method; ``target``
+(an ``AttackTarget``) holds what the attacker is allowed to know. Threat models:
+
+- ``GREY_BOX``: the attacker knows the classifier only (the paper's Tables 2-4).
+- ``ADAPTIVE``: the attacker attacks the defence too (counter-attacks of Table 5, BPDA, PGD-EOT).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from models.calibration import Calibration
+from models.purification import PurifySettings
+
+GREY_BOX, ADAPTIVE = "grey-box", "adaptive"
+
+
+@dataclass
+class AttackTarget:
+    """classifier: (B, C, H, W) in [0, 1] -> logits; dae, calibration, settings: the defence an adaptive
+    attacker attacks (None for the undefended baselines); generator: the attack's own randomness."""
+
+    classifier: nn.Module
+    dae: nn.Module | None = None
+    calibration: Calibration | None = None
+    settings: PurifySettings | None = None
+    generator: torch.Generator | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.classifier.parameters()).device
+
+
+@dataclass
+class Attack:
+    """Base class. epsilon: l_inf budget in [0, 1] pixel units (inf for the unbounded sanity check).
+    ``generate`` returns x_adv (B, C, H, W), detached, in [0, 1] and within epsilon of x."""
+
+    epsilon: float
+    name: str = field(init=False, default="")
+    threat_model: str = field(init=False, default=GREY_BOX)
+
+    def generate(self, target: AttackTarget, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """Every parameter of the attack, for the report."""
+        return {k: v for k, v in vars(self).items()}
+
+    def project(self, adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Clip_x^eps then [0, 1] (the pi of eq. 14, 15)."""
+        return torch.min(torch.max(adv, x - self.epsilon), x + self.epsilon).clamp(0, 1)
+
+    def uniform_noise(self, target: AttackTarget, x: torch.Tensor, scale: float) -> torch.Tensor:
+        """U(-scale, scale) noise shaped like x, from the attack's generator (eq. 1)."""
+        noise = torch.rand(x.shape, generator=target.generator, device="cpu", dtype=x.dtype).to(x.device)
+        return (2 * noise - 1) * scale
+
+
+def input_gradient(loss_fn, x: torch.Tensor) -> torch.Tensor:
+    """d loss_fn(x).sum() / dx for a per-image loss; no gradients on any weights. x: (B, C, H, W)."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(loss_fn(x).sum(), x)
+    return grad

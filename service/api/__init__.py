@@ -1,0 +1,1 @@
+"""HTTP layer: routes per feature in ``routes/``, shared dependencies in ``deps``."""

@@ -1,0 +1,99 @@
+"""Shared route dependencies as ``Annotated`` aliases: state, model, images, purification options, admin."""
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+import torch
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from models.purification import VARIANTS, PurifySettings
+from service.api.uploads import read_uploads
+from service.engine import ModelRuntime
+from service.imaging import DecodedImage, ImageError, decode_image
+from service.state import ServiceState, UnknownModel
+
+log = logging.getLogger(__name__)
+MAX_STEPS = 100
+
+
+def get_state(request: Request) -> ServiceState:
+    """The running service's state."""
+    return request.app.state.service
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_model(state: StateDep, model: Annotated[str | None, Query(
+        description="bundle name (GET /models); default: the configured default model")] = None) -> ModelRuntime:
+    """The requested model; 503 before the models are loaded, 404 for an unknown name."""
+    if not state.models:
+        raise HTTPException(503, "the models are still loading; retry when GET /readyz answers 200",
+                            headers={"Retry-After": "5"})
+    try:
+        return state.model(model)
+    except UnknownModel as err:
+        raise HTTPException(404, str(err)) from None
+
+
+ModelDep = Annotated[ModelRuntime, Depends(get_model)]
+
+
+@dataclass(frozen=True)
+class Images:
+    """Decoded request images: ``pixels`` (k, C, H, W) float32 in [0, 1] plus each upload's name and size."""
+
+    pixels: torch.Tensor
+    names: list[str]
+    decoded: list[DecodedImage]
+
+
+async def get_images(request: Request, state: StateDep, runtime: ModelDep, resize: Annotated[bool, Query(
+        description="resize images whose size differs from the model's instead of refusing them")] = False) -> Images:
+    """Read and decode the body's images for ``runtime``; 4xx with what to fix on bad input."""
+    settings = state.settings
+    uploads = await read_uploads(request, settings.max_images)
+    try:
+        decoded = [decode_image(u.data, u.name, runtime.bundle.input_shape, resize, settings.max_pixels)
+                   for u in uploads]
+    except ImageError as err:
+        raise HTTPException(422, str(err)) from None
+    return Images(torch.stack([d.pixels for d in decoded]), [u.name for u in uploads], decoded)
+
+
+ImagesDep = Annotated[Images, Depends(get_images)]
+
+
+def get_purify_settings(
+        runtime: ModelDep,
+        variant: Annotated[str | None, Query(description=f"one of {', '.join(VARIANTS)}; default: the bundle's")] = None,
+        n: Annotated[int | None, Query(ge=0, le=MAX_STEPS, description="most purification steps")] = None,
+        seed: Annotated[int | None, Query(ge=0, lt=2**63, description="makes the noise repeatable")] = None,
+) -> PurifySettings:
+    """The bundle's purification defaults with the request's overrides; 422 for an unknown variant."""
+    try:
+        return runtime.default_settings(variant=variant, n=n, seed=seed)
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from None
+
+
+PurifySettingsDep = Annotated[PurifySettings, Depends(get_purify_settings)]
+
+_bearer = HTTPBearer(auto_error=False, description="the admin token (APUDAE_ADMIN_TOKEN)")
+
+
+def require_admin(state: StateDep,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    """403 when no admin token is configured; 401 unless the bearer token matches (constant time)."""
+    token = state.settings.admin_token
+    if token is None:
+        raise HTTPException(403, "admin routes are disabled: set APUDAE_ADMIN_TOKEN to enable them")
+    given = credentials.credentials if credentials is not None else ""
+    if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
+        log.warning("admin request refused: missing or wrong bearer token")
+        raise HTTPException(401, "missing or wrong admin token; send 'Authorization: Bearer <token>'",
+                            headers={"WWW-Authenticate": "Bearer"})

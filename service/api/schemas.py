@@ -1,0 +1,72 @@
+"""Response bodies of the API (documented in OpenAPI at /docs)."""
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ScoreOut(BaseModel):
+    """The cheap detector: one DAE pass."""
+
+    name: str = Field(description="the upload's file name or images[i]")
+    error: float = Field(description="reconstruction error (eq. 7, mean squared error over pixels)")
+    z_score: float = Field(description="(error - mu) / sigma under the bundle's clean calibration")
+    p_value: float = Field(description="one-sided P(E >= error) under N(mu, sigma^2); small = unlike clean images")
+
+
+class PurificationOut(BaseModel):
+    """What purification did to one image."""
+
+    error_before: float
+    error_after: float
+    z_score: float = Field(description="z-score of error_before under the calibration")
+    p_value: float = Field(description="one-sided p-value of error_before under the calibration")
+    steps: int = Field(description="update steps taken (0: already under mu)")
+
+
+class PurifiedOut(PurificationOut):
+    name: str
+    image: str = Field(description="the purified image, base64 PNG (L or RGB) at the upload's size")
+
+
+class PurifyResponse(BaseModel):
+    model: str
+    variant: str
+    n: int
+    results: list[PurifiedOut]
+
+
+class ClassifiedOut(BaseModel):
+    name: str
+    class_index: int
+    label: str
+    probabilities: list[float] = Field(description="softmax of the classifier's logits, one per class")
+    purification: PurificationOut | None = Field(description="null when purify=false")
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    purified: bool
+    results: list[ClassifiedOut]
+
+
+class ScoreResponse(BaseModel):
+    model: str
+    results: list[ScoreOut]
+
+
+class ModelOut(BaseModel):
+    name: str
+    classes: list[str]
+    input_shape: list[int] = Field(description="(C, H, W)")
+    calibration: dict = Field(description="mu, sigma, n and the histogram of the clean reconstruction error")
+    purification_defaults: dict
+    metrics: dict = Field(description="test metrics recorded in the bundle")
+
+
+class ModelsResponse(BaseModel):
+    default: str
+    models: list[ModelOut]
+
+
+class Status(BaseModel):
+    status: str

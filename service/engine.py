@@ -1,0 +1,130 @@
+"""The served models: one :class:`ModelRuntime` per bundle, and loading them all from the model directory.
+
+A runtime owns the bundle's DAE on the service's device and an onnxruntime session of its
+``classifier.onnx`` (CUDA provider on a GPU, CPU otherwise). Its three batch functions —
+:meth:`~ModelRuntime.purify`, :meth:`~ModelRuntime.classify`, :meth:`~ModelRuntime.score` — take
+(B, C, H, W) float32 images in [0, 1] and return B per-image results; the batcher calls them
+in its worker thread.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from models.bundle import Bundle, BundleError, load_bundle
+from models.dae import reconstruction_error
+from models.purification import PurifySettings, purify
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Reconstruction error (eq. 7) of an input, its z-score and one-sided p-value under the calibration."""
+
+    error: float
+    z_score: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class Purified:
+    """One purified image: ``pixels`` (C, H, W) in [0, 1] on the CPU, errors before/after, steps taken."""
+
+    pixels: torch.Tensor
+    before: Scored
+    error_after: float
+    steps: int
+
+
+@dataclass(frozen=True)
+class Classified:
+    """Class probabilities of one image and, when it was purified first, its purification."""
+
+    probabilities: list[float]
+    purified: Purified | None
+
+
+def onnx_providers(device: torch.device) -> list:
+    """CUDA provider on the service's GPU when onnxruntime has it, else CPU."""
+    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class ModelRuntime:
+    """A loaded bundle ready to serve on ``device``."""
+
+    def __init__(self, bundle: Bundle, device: torch.device):
+        self.bundle, self.device = bundle, device
+        self.name = bundle.name
+        self.dae = bundle.dae.to(device)
+        self.calibration = bundle.calibration
+        self.session = ort.InferenceSession(str(bundle.onnx_path), providers=onnx_providers(device))
+        self.input_name = self.session.get_inputs()[0].name
+
+    def default_settings(self, **overrides) -> PurifySettings:
+        """The bundle's purification defaults with ``overrides`` (None values ignored)."""
+        return PurifySettings.from_defaults(self.bundle.purification_defaults, **overrides)
+
+    def _scored(self, errors: torch.Tensor) -> list[Scored]:
+        errors = errors.detach().double().cpu()
+        z, p = self.calibration.z_score(errors), self.calibration.p_value(errors)
+        return [Scored(*values) for values in zip(errors.tolist(), z.tolist(), p.tolist())]
+
+    def score(self, images: torch.Tensor) -> list[Scored]:
+        """One DAE pass, no purification loop: the cheap detector."""
+        with torch.inference_mode():
+            return self._scored(reconstruction_error(self.dae, images.to(self.device)))
+
+    def purify(self, images: torch.Tensor, settings: PurifySettings) -> list[Purified]:
+        """Purify with ``settings``; each result holds its image and its errors before and after."""
+        result = purify(self.dae, images, self.calibration, settings)
+        pixels = result.images.detach().float().cpu()
+        return [Purified(pixels[i], before, after, steps) for i, (before, after, steps) in enumerate(
+            zip(self._scored(result.error_before), result.error_after.tolist(), result.steps.tolist()))]
+
+    def classify(self, images: torch.Tensor, settings: PurifySettings | None) -> list[Classified]:
+        """Class probabilities, after purifying with ``settings`` unless it is None."""
+        purified = self.purify(images, settings) if settings is not None else None
+        if purified is not None:
+            images = torch.stack([p.pixels for p in purified])
+        logits = self.session.run(None, {self.input_name: images.float().cpu().numpy()})[0]
+        logits = logits - logits.max(axis=1, keepdims=True)
+        probabilities = np.exp(logits)
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        return [Classified(row.tolist(), purified[i] if purified else None) for i, row in enumerate(probabilities)]
+
+    def warm_up(self) -> None:
+        """Run every operation once on a small batch so the first request pays no start-up cost."""
+        images = torch.full((2, *self.bundle.input_shape), 0.5)
+        self.score(images)
+        self.classify(images, self.default_settings())
+
+
+def load_models(model_dir: Path, device: torch.device) -> dict[str, ModelRuntime]:
+    """Load and warm up every bundle under ``model_dir``; a bundle that fails is logged and left out."""
+    runtimes: dict[str, ModelRuntime] = {}
+    for path in sorted(p for p in model_dir.iterdir() if p.is_dir()):
+        if not (path / "bundle.json").is_file():
+            continue
+        try:
+            runtime = ModelRuntime(load_bundle(path), device)
+            runtime.warm_up()
+        except BundleError as err:
+            log.error("model %s left out: %s", path.name, err)
+            continue
+        except Exception as err:  # a broken bundle (bad JSON fields, bad ONNX...) must not stop the others
+            log.error("model %s left out: it could not be built (%s: %s)", path.name, type(err).__name__, err)
+            continue
+        if runtime.name in runtimes:
+            log.error("model %s left out: its name %r is already served from another directory", path, runtime.name)
+            continue
+        runtimes[runtime.name] = runtime
+        log.info("model %s loaded from %s and warmed up on %s", runtime.name, path, device)
+    return runtimes

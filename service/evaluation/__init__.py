@@ -1,0 +1,1 @@
+"""Admin evaluation jobs: the benchmark harness run in the background, persisted to disk."""

@@ -1,0 +1,39 @@
+"""The app factory: ``create_app(settings)`` wires state, lifespan, routes, errors and middleware."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api.routes import api_router
+from service.errors import install_error_handlers
+from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.settings import Settings
+from service.state import ServiceState
+
+DESCRIPTION = ("Purifies images with a denoising autoencoder before classification (APuDAE). "
+               "Every error is JSON `{\"detail\": ...}` saying what to fix. See docs/SERVICE.md.")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load and warm every model before serving; on shutdown finish accepted requests."""
+    state: ServiceState = app.state.service
+    await state.start()
+    try:
+        yield
+    finally:
+        await state.stop()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app on ``settings`` (default: read from the environment)."""
+    state = ServiceState(settings or Settings())
+    app = FastAPI(title="apudae", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.service = state
+    install_error_handlers(app)
+    app.include_router(api_router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=state.settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    return app

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 USAGE = "send multipart/form-data with the images in the field 'files', or JSON {\"images\": [\"<base64>\", ...]}"
 
@@ -66,7 +67,7 @@ async def _read_multipart(request: Request, max_images: int) -> list[Upload]:
             if any(not isinstance(f, UploadFile) for f in files):
                 raise HTTPException(422, f"the field 'files' must hold files, not text; {USAGE}")
             return [Upload(f.filename or f"files[{i}]", await f.read()) for i, f in enumerate(files)]
-    except HTTPException as err:
+    except StarletteHTTPException as err:
         if err.status_code == 400 and "Too many files" in str(err.detail):
             raise _too_many(0, max_images) from None
         if err.status_code == 400:

@@ -60,8 +60,10 @@ class EvaluationJobs:
     """The job store and its single worker thread."""
 
     def __init__(self, directory: Path, models: dict[str, ModelRuntime], idle: threading.Event,
-                 metrics: ServiceMetrics, runner: Runner = harness.run):
-        self.directory, self.models, self.idle, self.metrics, self.runner = directory, models, idle, metrics, runner
+                 metrics: ServiceMetrics, runner: Runner | None = None):
+        """``runner`` defaults to ``service.evaluation.harness.run``."""
+        self.directory, self.models, self.idle, self.metrics = directory, models, idle, metrics
+        self.runner = runner or harness.run
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._stop = threading.Event()

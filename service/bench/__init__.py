@@ -1,0 +1,140 @@
+"""``apudae bench``: the purifier and the served path against the machine's limits (issue 6).
+
+One run measures, in order: the machine and its peak rates (``machine``); per bundle the FLOPs of one
+purification per variant (``flops``), the bare-step floor, the loop and the engine per batch size on
+clean and adversarial-like inputs (``offline``), bf16 against fp32 (``precision``); then, for one
+bundle, the served path with the batcher and with max batch 1 (``served``). It writes every figure
+to JSON and renders docs/PERFORMANCE.md from it (``report``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from models.bundle import load_bundle
+from models.purification import VARIANTS
+from service.bench.flops import purification_flops
+from service.bench.inputs import bench_images, png_uploads, repeat_to
+from service.bench.machine import describe, peak_rates
+from service.bench.offline import SweepPlan, engine_sweep, floor_sweep, loop_sweep
+from service.bench.precision import compare_precisions
+from service.bench.report import write_report
+from service.bench.served import ServePlan, served_sweep
+from service.engine import ModelRuntime
+
+log = logging.getLogger(__name__)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``apudae bench``; the defaults are the full measurement of docs/PERFORMANCE.md."""
+    a = parser.add_argument
+    a("--model-dir", type=Path, default=Path("models"), help="directory of bundles (default: models)")
+    a("--bundles", default=None, help="comma-separated bundle directories to measure (default: all)")
+    a("--data-dir", default=None, help="data sets (default: APUDAE_DATA_DIR)")
+    a("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    a("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
+    a("--variants", default=",".join(VARIANTS), help="variants whose FLOPs are counted (default: all)")
+    a("--sweep-variants", default=None, help="variants swept over batch sizes (default: the bundle's)")
+    a("--batch-sizes", type=_ints, default=(1, 2, 4, 8, 16, 32, 64, 128, 256), help="offline batch sizes")
+    a("--repeats", type=int, default=3, help="timed repeats per point (default: 3)")
+    a("--images", type=int, default=256, help="test images in the input pool (default: 256)")
+    a("--peak-size", type=int, default=2048, help="matrix size of the peak matmul (default: 2048)")
+    a("--precision-images", type=int, default=500, help="images of the bf16/fp32 check (0: skip)")
+    a("--precision-batch", type=int, default=64, help="batch size of the bf16/fp32 check (default: 64)")
+    a("--served-bundle", default=None, help="bundle for the served bench (default: mnist or the first; "
+      "'none' skips it)")
+    a("--concurrency", type=_ints, default=(1, 2, 4, 8, 16, 32, 64), help="closed-loop client counts")
+    a("--rate-fractions", type=_floats, default=(0.25, 0.5, 0.75, 0.9), help="open-loop rates as fractions "
+      "of the closed-loop saturation throughput")
+    a("--duration", type=float, default=10.0, help="seconds per served point (default: 10)")
+    a("--serve-max-batch", type=int, default=64, help="service max batch size (default: 64)")
+    a("--serve-batch-wait", type=float, default=0.005, help="service max batch wait, s (default: 0.005)")
+    a("--serve-queue", type=int, default=256, help="service max queue size, images (default: 256)")
+    a("--json", type=Path, default=Path("docs/performance.json"), help="JSON output")
+    a("--markdown", type=Path, default=Path("docs/PERFORMANCE.md"), help="markdown output")
+
+
+def _bundle_dirs(args: argparse.Namespace) -> list[Path]:
+    if args.bundles:
+        return [args.model_dir / name for name in args.bundles.split(",")]
+    return sorted(p for p in args.model_dir.iterdir() if (p / "bundle.json").is_file())
+
+
+def bench_bundle(path: Path, args: argparse.Namespace, plan: SweepPlan) -> dict:
+    """Every offline measurement of one bundle."""
+    runtime = ModelRuntime(load_bundle(path), plan.device)
+    images = bench_images(runtime.bundle, max(args.images, args.precision_images), args.data_dir)
+    pool = type(images)(images.clean[:args.images], images.adversarial[:args.images], images.labels,
+                        images.epsilon, images.source)
+    default = runtime.default_settings()
+    out = {"name": runtime.name, "input_shape": list(runtime.bundle.input_shape), "inputs": pool.source,
+           "epsilon": images.epsilon, "default_settings": repr(default), "flops": {}}
+    for variant in args.variants.split(","):
+        out["flops"][variant] = purification_flops(runtime.bundle, runtime.default_settings(variant=variant),
+                                                    pool.clean[:1], pool.adversarial[:1])
+    out["floor"] = floor_sweep(runtime, pool, plan)
+    sweep = args.sweep_variants.split(",") if args.sweep_variants else [default.variant]
+    out["loop"], out["engine"] = {}, {}
+    for variant in sweep:
+        settings = runtime.default_settings(variant=variant)
+        if variant != "direct":
+            out["loop"][variant] = loop_sweep(runtime, settings, pool, plan, out["floor"])
+        out["engine"][variant] = engine_sweep(runtime, settings, pool, plan)
+    if args.precision_images:
+        count = args.precision_images
+        subset = type(images)(images.clean[:count], images.adversarial[:count],
+                              None if images.labels is None else images.labels[:count], images.epsilon, images.source)
+        out["precision"] = compare_precisions(runtime, default, subset, args.precision_batch, plan)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the bench; writes ``args.json`` and ``args.markdown``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    plan = SweepPlan(args.batch_sizes, args.repeats, device)
+    result = {"machine": describe(device, sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
+              "peak": peak_rates(device, args.peak_size, args.repeats), "bundles": {}}
+    dirs = _bundle_dirs(args)
+    if not dirs:
+        log.error("no bundles under %s; train one or pass --model-dir", args.model_dir)
+        return 1
+    for path in dirs:
+        log.info("bundle %s", path)
+        result["bundles"][path.name] = bench_bundle(path, args, plan)
+    served = args.served_bundle or next((p.name for p in dirs if p.name == "mnist"), dirs[0].name)
+    if served != "none":
+        result["served"] = bench_served(args.model_dir / served, result["bundles"][served]["name"], args)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1))
+    write_report(result, args.markdown)
+    print(f"wrote {args.json} and {args.markdown}")
+    return 0
+
+
+def bench_served(path: Path, model: str, args: argparse.Namespace) -> dict:
+    """The served sweep with the batcher, then with max batch 1 at the same open-loop rates."""
+    bundle = load_bundle(path)
+    uploads = png_uploads(repeat_to(bench_images(bundle, args.images, args.data_dir).adversarial, args.images))
+    plan = ServePlan(args.concurrency, args.rate_fractions, args.duration, args.repeats, args.serve_max_batch,
+                     args.serve_batch_wait, args.serve_queue)
+    batched = served_sweep(path, model, uploads, plan, args.threads)
+    rates = tuple(row["rate"] for row in batched["open_loop"])
+    single = served_sweep(path, model, uploads, ServePlan(**{**plan.__dict__, "max_batch_size": 1}), args.threads,
+                          rates=rates)
+    return {"bundle": path.name, "inputs": "adversarial-like 8-bit PNG uploads, one image per request",
+            "batched": batched, "unbatched": single}

@@ -1,0 +1,54 @@
+"""FLOPs of one purification of one image, counted by ``torch.utils.flop_counter.FlopCounterMode``.
+
+The counter sees the aten ops that run (convolutions, their input-gradient backward — weight
+gradients are not computed since the weights are frozen — and matmuls); elementwise work is not
+counted, so the totals are the tensor-core/FMA work the machine's matmul peak speaks to.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from models.bundle import Bundle
+from models.purification import PurifySettings, purify
+from models.purification.base import per_image_error
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of the ops ``fn`` runs (a multiply-add counts 2)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def dae_step(dae: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """One bare purification step: eq. 7's per-image error and its gradient w.r.t. the images."""
+    with torch.inference_mode(False), torch.enable_grad():
+        x = images.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(per_image_error(dae, x).sum(), x)
+    return grad
+
+
+def purification_flops(bundle: Bundle, settings: PurifySettings, clean: torch.Tensor,
+                       adversarial: torch.Tensor) -> dict:
+    """FLOPs for one image (``clean``/``adversarial``: (1, C, H, W)) with ``settings``.
+
+    ``ideal_per_image``: n x (DAE forward + input-gradient backward) + the classifier (one DAE forward
+    for "direct"); ``adversarial_per_image`` / ``clean_per_image``: what ``purify`` plus the classifier
+    actually run on that image, with the steps it took.
+    """
+    dae, classifier = bundle.dae, bundle.classifier
+    with torch.no_grad():
+        forward = count_flops(lambda: dae(adversarial))
+        classify = count_flops(lambda: classifier(adversarial))
+    step = count_flops(lambda: dae_step(dae, adversarial))
+    ideal = (forward if settings.variant == "direct" else settings.n * step) + classify
+    counted = {"dae_forward": forward, "dae_step": step, "classifier": classify, "ideal_per_image": ideal}
+    for kind, image in (("adversarial", adversarial), ("clean", clean)):
+        result: list = []
+        counted[f"{kind}_per_image"] = count_flops(
+            lambda: result.append(purify(dae, image, bundle.calibration, settings))) + classify
+        counted[f"{kind}_steps"] = int(result[0].steps.sum())
+    return counted

@@ -1,0 +1,108 @@
+"""HTTP load against a running service: closed-loop clients and open-loop fixed arrival rates.
+
+Closed loop: ``clients`` tasks each send a request, wait for its answer, and send the next.
+Open loop: requests leave on a Poisson schedule of ``rate`` per second whatever the answers do; each
+latency is measured from the request's *scheduled* departure, so a stalled server cannot hide its
+queueing (no coordinated omission). Every request uploads one 8-bit PNG to ``POST /classify``.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from service.bench.stats import percentile
+
+REJECTED = (429, 503)
+
+
+@dataclass
+class LoadRun:
+    """What one load run saw: latencies (s) of answered requests, rejection and error counts, elapsed s."""
+
+    latencies: list[float] = field(default_factory=list)
+    rejected: int = 0
+    errors: int = 0
+    elapsed: float = 0.0
+
+    def record(self, status: int, latency: float) -> None:
+        if status == 200:
+            self.latencies.append(latency)
+        elif status in REJECTED:
+            self.rejected += 1
+        else:
+            self.errors += 1
+
+    def summary(self) -> dict:
+        """Throughput (answered/s), latency percentiles (s), rejected share and counts."""
+        sent = len(self.latencies) + self.rejected + self.errors
+        return {"throughput": len(self.latencies) / self.elapsed if self.elapsed else 0.0,
+                "p50": percentile(self.latencies, 50), "p90": percentile(self.latencies, 90),
+                "p99": percentile(self.latencies, 99), "answered": len(self.latencies),
+                "rejected_share": self.rejected / sent if sent else 0.0, "errors": self.errors, "sent": sent}
+
+
+class Target:
+    """Where and what to send: ``POST {base_url}/classify?model=...`` with one PNG from ``uploads``."""
+
+    def __init__(self, base_url: str, model: str, uploads: list[bytes]):
+        self.url, self.params = f"{base_url}/classify", {"model": model}
+        self._uploads = itertools.cycle(uploads)
+
+    async def send(self, client: httpx.AsyncClient) -> int:
+        files = [("files", ("image.png", next(self._uploads), "image/png"))]
+        try:
+            response = await client.post(self.url, params=self.params, files=files)
+        except httpx.TransportError:
+            return -1
+        return response.status_code
+
+
+def _client(connections: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0))
+
+
+async def closed_loop(target: Target, clients: int, duration: float) -> LoadRun:
+    """``clients`` concurrent senders for ``duration`` s; requests in flight at the end are awaited."""
+    run = LoadRun()
+    async with _client(clients) as client:
+        start = time.perf_counter()
+        end = start + duration
+
+        async def sender() -> None:
+            while time.perf_counter() < end:
+                sent = time.perf_counter()
+                status = await target.send(client)
+                run.record(status, time.perf_counter() - sent)
+
+        await asyncio.gather(*(sender() for _ in range(clients)))
+        run.elapsed = time.perf_counter() - start
+    return run
+
+
+async def open_loop(target: Target, rate: float, duration: float, seed: int = 0, connections: int = 512) -> LoadRun:
+    """Poisson arrivals at ``rate``/s for ``duration`` s; latency counted from each scheduled departure."""
+    run = LoadRun()
+    arrivals = random.Random(seed)
+    async with _client(connections) as client:
+        start = time.perf_counter()
+
+        async def one(scheduled: float) -> None:
+            status = await target.send(client)
+            run.record(status, time.perf_counter() - scheduled)
+
+        tasks, scheduled = [], start
+        while True:
+            scheduled += arrivals.expovariate(rate)
+            if scheduled - start >= duration:
+                break
+            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(scheduled)))
+        await asyncio.gather(*tasks)
+        run.elapsed = max(duration, time.perf_counter() - start)
+    return run

@@ -1,0 +1,93 @@
+"""Offline engine throughput: the bare DAE step (the floor), the purification loop and the whole engine.
+
+Per batch size b (images cycled from the bench images):
+- ``floor``: one DAE forward + input-gradient backward on b images (``flops.dae_step``);
+- ``loop``: ``purify`` alone on adversarial-like images, and its overhead over n x floor;
+- ``engine``: ``ModelRuntime.classify`` (purify + the ONNX classifier, what a served batch runs) on
+  clean and on adversarial-like images.
+Times are medians over ``repeats`` calls after one warm-up call, with their spread.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from models.purification import PurifySettings, purify
+from service.bench.flops import dae_step
+from service.bench.inputs import BenchImages, repeat_to
+from service.bench.stats import Spread, time_repeated
+from service.engine import ModelRuntime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What an offline sweep runs: batch sizes, timed repeats per point, and the torch device."""
+
+    batch_sizes: tuple[int, ...]
+    repeats: int
+    device: torch.device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, plan: SweepPlan) -> Spread:
+    """Seconds per call of ``fn`` on ``plan``'s device (CUDA synchronised), over ``plan.repeats`` calls."""
+    def call() -> None:
+        fn()
+        _sync(plan.device)
+    return time_repeated(call, plan.repeats)
+
+
+def _point(batch: int, seconds: Spread, **extra) -> dict:
+    return {"batch": batch, "seconds": seconds.to_dict(), "images_per_s": seconds.inverse(batch).to_dict(), **extra}
+
+
+def floor_sweep(runtime: ModelRuntime, images: BenchImages, plan: SweepPlan) -> list[dict]:
+    """Seconds of one bare step (DAE forward + input gradient) per batch size, on adversarial-like images."""
+    rows = []
+    for batch in plan.batch_sizes:
+        x = repeat_to(images.adversarial, batch).to(plan.device)
+        rows.append(_point(batch, timed(lambda: dae_step(runtime.dae, x), plan)))
+        log.info("floor %s b=%d: %.4f s", runtime.name, batch, rows[-1]["seconds"]["median"])
+    return rows
+
+
+def loop_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchImages, plan: SweepPlan,
+               floor: list[dict]) -> list[dict]:
+    """``purify`` alone on adversarial-like batches, with its overhead ratio over n x the floor."""
+    floor_seconds = {row["batch"]: row["seconds"]["median"] for row in floor}
+    rows = []
+    for batch in plan.batch_sizes:
+        x = repeat_to(images.adversarial, batch)
+        steps = purify(runtime.dae, x, runtime.calibration, settings).steps.float().mean().item()
+        seconds = timed(lambda: purify(runtime.dae, x, runtime.calibration, settings), plan)
+        bound = steps * floor_seconds[batch] if batch in floor_seconds else float("nan")
+        rows.append(_point(batch, seconds, mean_steps=steps,
+                           overhead_ratio=seconds.median / bound if bound > 0 else None))
+        log.info("loop %s/%s b=%d: %.4f s (x%.2f of steps x floor)", runtime.name, settings.variant, batch,
+                 seconds.median, rows[-1]["overhead_ratio"] or float("nan"))
+    return rows
+
+
+def engine_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchImages, plan: SweepPlan,
+                 kinds: tuple[str, ...] = ("adversarial", "clean")) -> list[dict]:
+    """Images/s of ``runtime.classify`` with ``settings`` per batch size and input kind."""
+    rows = []
+    for kind in kinds:
+        pool = getattr(images, kind)
+        for batch in plan.batch_sizes:
+            x = repeat_to(pool, batch)
+            results = runtime.classify(x, settings)
+            steps = sum(r.purified.steps for r in results if r.purified) / batch
+            rows.append(_point(batch, timed(lambda: runtime.classify(x, settings), plan), kind=kind,
+                               variant=settings.variant, mean_steps=steps))
+            log.info("engine %s/%s %s b=%d: %.1f images/s", runtime.name, settings.variant, kind, batch,
+                     rows[-1]["images_per_s"]["median"])
+    return rows

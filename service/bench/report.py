@@ -1,0 +1,137 @@
+"""docs/PERFORMANCE.md from a bench result: the measured tables between two markers.
+
+Text outside ``<!-- bench:begin -->`` / ``<!-- bench:end -->`` (analysis, the optimisation log) is kept
+when the file already has the markers; otherwise the whole file is written.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from service.bench.targets import evaluate
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def _spread(d: dict | None, scale: float = 1.0, digits: int = 1) -> str:
+    if not d:
+        return "–"
+    return f"{d['median'] * scale:.{digits}f} ({d['low'] * scale:.{digits}f}–{d['high'] * scale:.{digits}f})"
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
+
+
+def _machine(result: dict) -> list[str]:
+    m = result["machine"]
+    return [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on **{m['cpu']}**, {m['cores']} cores "
+            f"({m['torch_threads']} torch threads), GPU: {m['gpu'] or 'none'}, device `{m['device']}`; "
+            f"Python {m['python']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, numpy {m['numpy']}; "
+            f"commit `{m['git_commit'][:12]}`.", "", f"Command: `{m['command']}`", "",
+            "Every figure is the median of repeated runs with (min–max) in brackets.", ""]
+
+
+def _targets(result: dict) -> list[str]:
+    rows = []
+    for c in evaluate(result):
+        verdict = {True: "met", False: "**not met**", None: "not measured"}[c["met"]]
+        value = "–" if c["value"] is None else f"{c['value']:.3f}"
+        rows.append([c["target"], value, ("≤ " if c["at_most"] else "≥ ") + f"{c['limit']:g}", verdict, c["detail"]])
+    return ["## Targets", ""] + _table(["target", "value", "limit", "verdict", "how"], rows)
+
+
+def _peak(result: dict) -> list[str]:
+    rows = [[name, _spread(d, 1e-9), d.get("matrix_size", "")] for name, d in result["peak"].items()]
+    return ["## Machine peak (same run)", ""] + _table(["rate", "G per s", "matrix size"], rows)
+
+
+def _flops(bundle: dict) -> list[str]:
+    rows = [[v, f"{f['dae_step'] / 1e6:.1f}", f"{f['ideal_per_image'] / 1e9:.3f}",
+             f"{f['adversarial_per_image'] / 1e9:.3f} ({f['adversarial_steps']} steps)",
+             f"{f['clean_per_image'] / 1e9:.3f} ({f['clean_steps']} steps)", f"{f['classifier'] / 1e6:.2f}"]
+            for v, f in bundle["flops"].items()]
+    return ["### FLOPs of one purification of one image", ""] + _table(
+        ["variant", "DAE fwd + input-grad MFLOP", "ideal GFLOP (n steps + classifier)", "counted, adversarial GFLOP",
+         "counted, clean GFLOP", "classifier MFLOP"], rows)
+
+
+def _sweep(bundle: dict, peak: float) -> list[str]:
+    floor = {r["batch"]: r for r in bundle["floor"]}
+    step_flops = bundle["flops"][next(iter(bundle["flops"]))]["dae_step"]
+    lines = []
+    for variant, rows in bundle["engine"].items():
+        loop = {r["batch"]: r for r in bundle["loop"].get(variant, [])}
+        adv = {r["batch"]: r for r in rows if r["kind"] == "adversarial"}
+        clean = {r["batch"]: r for r in rows if r["kind"] == "clean"}
+        per_image = bundle["flops"].get(variant, {}).get("adversarial_per_image", 0)
+        table = []
+        for b in sorted(adv):
+            a, c, f, lo = adv[b], clean.get(b), floor.get(b), loop.get(b)
+            achieved = a["images_per_s"]["median"] * per_image
+            table.append([b, _spread(f and f["seconds"], 1e3, 2),
+                          f"{f and step_flops * b / f['seconds']['median'] / 1e9:.1f}",
+                          _spread(lo and lo["seconds"], 1e3, 0), f"{lo['overhead_ratio']:.3f}" if lo else "–",
+                          _spread(a["images_per_s"]), f"{a['mean_steps']:.1f}", f"{achieved / 1e9:.1f}",
+                          f"{100 * achieved / peak:.0f}%", _spread(c and c["images_per_s"]),
+                          f"{c['mean_steps']:.1f}" if c else "–",
+                          f"{c['seconds']['median'] / a['seconds']['median']:.2f}" if c else "–"])
+        lines += [f"### Offline throughput, variant {variant}", ""] + _table(
+            ["batch", "floor ms/step", "floor GFLOP/s", "loop ms", "loop / (steps × floor)", "engine adv. images/s",
+             "steps", "achieved GFLOP/s", "of fp32 peak", "engine clean images/s", "steps", "clean/adv. cost"], table)
+    return lines
+
+
+def _precision(bundle: dict) -> list[str]:
+    p = bundle.get("precision")
+    if not p or "skipped" in p:
+        return []
+    rows = [[k, f"{100 * p[f'fp32_{k}_accuracy']:.2f}%", f"{100 * p[f'bf16_{k}_accuracy']:.2f}%",
+             f"{p[f'{k}_accuracy_delta_points']:+.2f}", p[f"{k}_disagreements"]] for k in ("clean", "pgd")]
+    return ["### bf16 against fp32 purification", "", f"{p['images']} images, attack: {p['attack']}; "
+            f"throughput at batch {p['batch']}: fp32 {_spread(p['fp32_images_per_s'])}, bf16 "
+            f"{_spread(p['bf16_images_per_s'])} images/s (×{p['bf16_speedup']:.2f}).", ""] + _table(
+        ["inputs", "fp32 accuracy", "bf16 accuracy", "Δ points", "predictions that differ"], rows)
+
+
+def _served(served: dict) -> list[str]:
+    lines = ["## Served throughput and latency", "", f"Bundle `{served['bundle']}`, {served['inputs']}; "
+             "latencies in ms, open-loop latency counted from each request's scheduled departure.", ""]
+    for label in ("batched", "unbatched"):
+        s = served[label]
+        lines += [f"### max batch {s['max_batch_size']} (wait {s['max_batch_wait'] * 1e3:g} ms): saturation "
+                  f"{s['saturation_throughput']:.1f} images/s", ""]
+        for mode, key in (("closed loop", "clients"), ("open loop", "rate")):
+            rows = [[f"{r[key]:g}" if key == "clients" else f"{r[key]:.1f}", _spread(r["throughput"]),
+                     _spread(r["p50"], 1e3, 0), _spread(r["p90"], 1e3, 0), _spread(r["p99"], 1e3, 0),
+                     _spread(r["mean_batch"]), _spread(r["rejected_share"], 100, 1), r["errors"]]
+                    for r in s["closed_loop" if key == "clients" else "open_loop"]]
+            lines += [f"{mode}:", ""] + _table([key if key == "clients" else "rate req/s", "images/s", "p50", "p90",
+                                                "p99", "mean batch", "rejected %", "errors"], rows)
+    return lines
+
+
+def render(result: dict) -> str:
+    """The measured part of docs/PERFORMANCE.md."""
+    peak = result["peak"]["fp32_matmul_flops"]["median"]
+    lines = [BEGIN, "", "## Measurements", ""] + _machine(result) + _targets(result) + _peak(result)
+    for name, bundle in result["bundles"].items():
+        lines += [f"## Bundle `{name}`", "", f"Inputs: {bundle['inputs']}; adversarial-like = clean + random "
+                  f"sign noise ±{bundle['epsilon']:.4g} on every pixel, 8-bit. Settings: `{bundle['default_settings']}`.",
+                  ""] + _flops(bundle) + _sweep(bundle, peak) + _precision(bundle)
+    if result.get("served"):
+        lines += _served(result["served"])
+    return "\n".join(lines + [END, ""])
+
+
+def write_report(result: dict, path: Path) -> None:
+    """Write (or update between the markers) the markdown report at ``path``."""
+    body = render(result)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.read_text() if path.is_file() else ""
+    if BEGIN in old and END in old:
+        body = old[:old.index(BEGIN)] + body.rstrip("\n") + old[old.index(END) + len(END):]
+    else:
+        body = "# Performance\n\nGenerated by `apudae bench` (service/bench/).\n\n" + body
+    path.write_text(body)

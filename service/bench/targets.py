@@ -1,0 +1,65 @@
+"""Issue 6's targets, checked against one bench result (the served bundle, its default variant)."""
+from __future__ import annotations
+
+
+def _median(row: dict, key: str) -> float:
+    return row[key]["median"]
+
+
+def _by_batch(rows: list[dict], kind: str | None = None) -> dict[int, dict]:
+    return {row["batch"]: row for row in rows if kind is None or row.get("kind") == kind}
+
+
+def _check(name: str, value: float | None, limit: float, at_most: bool, detail: str) -> dict:
+    met = None if value is None else (value <= limit if at_most else value >= limit)
+    return {"target": name, "value": value, "limit": limit, "at_most": at_most, "met": met, "detail": detail}
+
+
+def evaluate(result: dict) -> list[dict]:
+    """One verdict per target: value, limit, met (None when not measured) and how the value was formed."""
+    served = result.get("served")
+    name = served["bundle"] if served else next(iter(result["bundles"]))
+    bundle = result["bundles"][name]
+    variant = next(iter(bundle["engine"]))
+    engine = bundle["engine"][variant]
+    adversarial, clean = _by_batch(engine, "adversarial"), _by_batch(engine, "clean")
+    best_batch = max(adversarial, key=lambda b: _median(adversarial[b], "images_per_s"))
+    best = _median(adversarial[best_batch], "images_per_s")
+    checks = []
+    loop = bundle["loop"].get(variant, [])
+    worst = max((row["overhead_ratio"] for row in loop if row["overhead_ratio"]), default=None)
+    checks.append(_check("loop <= 1.1 x steps x floor", worst, 1.1, True,
+                         f"{name}/{variant}: worst batch size of purify() time / (mean steps x bare step time)"))
+    ratios = [_median(clean[b], "seconds") / _median(adversarial[b], "seconds") for b in clean if b in adversarial]
+    checks.append(_check("clean image <= 50% of adversarial", sum(ratios) / len(ratios) if ratios else None, 0.5,
+                         True, "engine seconds clean / adversarial, mean over batch sizes"))
+    single = _median(adversarial[min(adversarial)], "images_per_s")
+    if served:
+        batched, unbatched = served["batched"], served["unbatched"]
+        checks.append(_check("served >= 85% of offline best", batched["saturation_throughput"] / best, 0.85, False,
+                             f"served saturation / engine best ({best:.1f} images/s at batch {best_batch})"))
+        gain = best / single
+        needed = 0.8 * gain * unbatched["saturation_throughput"]
+        checks.append(_check("batching gain", batched["saturation_throughput"] / needed if needed else None, 1.0, False,
+                             f"served batched / (0.8 x engine best/batch-1 ratio {gain:.2f} x served max-batch-1 "
+                             f"{unbatched['saturation_throughput']:.1f} images/s)"))
+        checks.append(_latency_check(batched, adversarial))
+    precision = bundle.get("precision", {})
+    if "pgd_accuracy_delta_points" in precision:
+        checks.append(_check("bf16 robust accuracy within 0.5 points", abs(precision["pgd_accuracy_delta_points"]),
+                             0.5, True, f"|bf16 - fp32| PGD accuracy on {precision['images']} images; bf16 speed-up "
+                             f"x{precision['bf16_speedup']:.2f}"))
+    return checks
+
+
+def _latency_check(batched: dict, adversarial: dict[int, dict]) -> dict:
+    half = [row for row in batched["open_loop"] if row["p99"]]
+    if not half:
+        return _check("p99 at half load <= 3 x full batch", None, 3.0, True, "no open-loop run")
+    target_rate = batched["saturation_throughput"] / 2
+    row = min(half, key=lambda r: abs(r["rate"] - target_rate))
+    batch = max((b for b in adversarial if b <= batched["max_batch_size"]), default=min(adversarial))
+    compute = _median(adversarial[batch], "seconds")
+    return _check("p99 at half load <= 3 x full batch", row["p99"]["median"] / compute, 3.0, True,
+                  f"p99 {row['p99']['median']:.3f} s at {row['rate']:.1f} req/s over the offline time of a "
+                  f"batch of {batch} ({compute:.3f} s)")

@@ -62,7 +62,7 @@ class BPDAEOT(Attack):
     reason: str = ""  # why steps/eot are below 200/20, when they are
 
     def __post_init__(self):
-        self.name, self.threat_model = "bpda-eot", ADAPTIVE
+        self.name, self.threat_model, self.attacks_defence = "bpda-eot", ADAPTIVE, True
         if self.alpha is None:
             self.alpha = max(2.5 * self.epsilon / self.steps, self.epsilon / 40)
 

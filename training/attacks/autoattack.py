@@ -39,7 +39,7 @@ class APGD(Attack):
     def __post_init__(self):
         self.name = "apgd-eot" if self.adaptive else "apgd-ce"
         if self.adaptive:
-            self.threat_model = ADAPTIVE
+            self.threat_model, self.attacks_defence = ADAPTIVE, True
 
     def generate(self, target: AttackTarget, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         from art.attacks.evasion import AutoProjectedGradientDescent

@@ -43,6 +43,8 @@ class Attack:
     epsilon: float
     name: str = field(init=False, default="")
     threat_model: str = field(init=False, default=GREY_BOX)
+    #: True when the attack targets one particular defence (its settings), so each defence gets its own run
+    attacks_defence: bool = field(init=False, default=False)
 
     def generate(self, target: AttackTarget, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -1,0 +1,54 @@
+"""The settings of one evaluation run, as one dataclass (filled by the CLI or the service's /evaluate)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from models.purification import VARIANTS
+from training.attacks import ATTACKS
+
+DEFAULT_ATTACKS = ("random", "fgsm", "r-fgsm", "bim", "pgd", "cw")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """bundle: path of a bundle directory; variant: the purification variant under test (the bundle's
+    default when None); purify: further PurifySettings overrides (n, alpha, beta, gamma, step, ...);
+    attacks: names from ``training.attacks.ATTACKS``; epsilons: l_inf budgets, each a full run;
+    samples: test images (a seeded random subset of the test split; None = all); seed: subset, attack
+    and purification randomness; quantize: round adversarial images to 8 bits before the defence sees
+    them (as over HTTP); adaptive_steps/adaptive_eot: override PGD-EOT/BPDA (200 x 20) and APGD (100
+    steps), with ``reduced_reason`` saying why; dataset/data_dir: test data (the bundle's data set by
+    default); out: where the CLI writes JSON, markdown and plots (None: nothing written)."""
+
+    bundle: str
+    variant: str | None = None
+    purify: dict = field(default_factory=dict)
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
+    epsilons: tuple[float, ...] = (0.1,)
+    samples: int | None = 1000
+    seed: int = 0
+    batch_size: int = 250
+    device: str = "cpu"
+    quantize: bool = True
+    adaptive_steps: int | None = None
+    adaptive_eot: int | None = None
+    reduced_reason: str = ""
+    dataset: str | None = None
+    data_dir: str | None = None
+    out: str | None = None
+
+    def __post_init__(self):
+        if self.variant is not None and self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        unknown = [a for a in self.attacks if a not in ATTACKS]
+        if unknown:
+            raise ValueError(f"unknown attacks {unknown}; choose from {', '.join(ATTACKS)}")
+        if self.batch_size < 1 or (self.samples is not None and self.samples < 1):
+            raise ValueError("batch_size and samples must be positive")
+        if not self.epsilons or any(e < 0 for e in self.epsilons):
+            raise ValueError("give at least one epsilon, each >= 0")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["attacks"], d["epsilons"] = list(self.attacks), list(self.epsilons)
+        return d

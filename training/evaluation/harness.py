@@ -1,0 +1,173 @@
+"""The benchmark: attack a bundle's classifier (grey-box) or its whole defence (adaptive) and count what
+each defence still classifies correctly.
+
+Defences (the paper's columns): "none" (the classifier), "adversarial-training" (the bundle's PGD-trained
+classifier, when it has one), "direct" (classifier(DAE(x))) and the purification variant under test.
+Grey-box adversaries are made once per classifier and shown to every defence built on it; adaptive
+attacks that target one defence (BPDA, PGD-EOT, APGD-EOT) are run against each purifying defence.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+from torch import nn
+
+from models.bundle import Bundle, load_bundle
+from models.purification import PurificationResult, PurifySettings, purify
+from training.attacks import GREY_BOX, Attack, AttackTarget, build_attacks
+from training.data import ImageSet, load_dataset
+from training.evaluation.config import EvaluationConfig
+from training.evaluation.stats import Tally
+
+GALLERY_SIZE = 8
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Defence:
+    """A column of the tables: a classifier, purified first when ``settings`` is given."""
+
+    name: str
+    classifier: nn.Module
+    settings: PurifySettings | None = None
+
+    def predict(self, bundle: Bundle, x: torch.Tensor) -> tuple[torch.Tensor, PurificationResult | None]:
+        """x: (B, C, H, W) in [0, 1] -> predicted labels (B,) and the purification result (or None)."""
+        result = None if self.settings is None else purify(bundle.dae, x, bundle.calibration, self.settings)
+        with torch.no_grad():
+            preds = self.classifier(x if result is None else result.images).argmax(1)
+        return preds, result
+
+
+@dataclass
+class Artifacts:
+    """What the plots need: per attack, the variant's errors before/after purification (first epsilon
+    only), and a gallery of the first images."""
+
+    errors: dict = field(default_factory=lambda: defaultdict(lambda: {"before": [], "after": []}))
+    gallery: dict = field(default_factory=dict)
+
+
+def _defences(bundle: Bundle, settings: PurifySettings) -> list[Defence]:
+    defences = [Defence("none", bundle.classifier)]
+    if bundle.adversarial_classifier is not None:
+        defences.append(Defence("adversarial-training", bundle.adversarial_classifier))
+    defences.append(Defence("direct", bundle.classifier, replace(settings, variant="direct")))
+    if settings.variant != "direct":
+        defences.append(Defence(settings.variant, bundle.classifier, settings))
+    return defences
+
+
+class Evaluation:
+    """One run of ``config``; ``run()`` fills ``tally`` and ``artifacts`` and returns the summary dict."""
+
+    def __init__(self, config: EvaluationConfig, data: ImageSet | None = None):
+        self.config = config
+        self.device = torch.device(config.device)
+        self.bundle = load_bundle(config.bundle)
+        for net in (self.bundle.dae, self.bundle.classifier, self.bundle.adversarial_classifier):
+            if net is not None:
+                net.to(self.device)
+        dataset = config.dataset or self.bundle.meta.get("provenance", {}).get("dataset")
+        self.data = data if data is not None else load_dataset(dataset, "test", config.data_dir)
+        overrides = {**config.purify, "variant": config.variant, "seed": config.seed}
+        self.settings = PurifySettings.from_defaults(self.bundle.purification_defaults, **overrides)
+        self.defences = _defences(self.bundle, self.settings)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.tally, self.artifacts = Tally(), Artifacts()
+        self.attack_settings: dict[str, dict] = {}
+
+    def rows(self) -> torch.Tensor:
+        """Indices of the evaluated test images: a seeded random subset (all of them when samples is None)."""
+        n = len(self.data)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed))
+        return order[: min(self.config.samples or n, n)]
+
+    def run(self, progress: Progress | None = None) -> dict:
+        cfg = self.config
+        batches = list(self.rows().split(cfg.batch_size))
+        total, done = len(cfg.epsilons) * len(batches), 0
+        start = time.perf_counter()
+        for epsilon in cfg.epsilons:
+            attacks = [a for name in cfg.attacks for a in build_attacks(
+                name, epsilon, cfg.adaptive_steps, cfg.adaptive_eot, cfg.reduced_reason)]
+            self.attack_settings.update({a.name: a.settings() for a in attacks})
+            for rows in batches:
+                x = self.data.images[rows].to(self.device).float() / 255
+                self._batch(epsilon, attacks, x, self.data.labels[rows].to(self.device))
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        return {"config": cfg.to_dict(), "bundle": self.bundle.name, "dataset": self.bundle.meta.get("provenance"),
+                "purification": {**vars(self.settings), "scale": list(self.settings.scale)},
+                "defences": [d.name for d in self.defences], "attacks": self.attack_settings,
+                "samples": int(min(cfg.samples or len(self.data), len(self.data))),
+                "wall_seconds": time.perf_counter() - start, "cells": self.tally.to_list()}
+
+    def _batch(self, epsilon: float, attacks: list[Attack], x: torch.Tensor, y: torch.Tensor) -> None:
+        self._score(epsilon, "clean", GREY_BOX, self.defences, x, y, 0.0)
+        for attack in attacks:
+            if attack.threat_model == GREY_BOX:
+                for classifier in {id(d.classifier): d.classifier for d in self.defences}.values():
+                    users = [d for d in self.defences if d.classifier is classifier]
+                    self._attack(epsilon, attack, AttackTarget(classifier, generator=self.generator), users, x, y)
+                continue
+            purifying = [d for d in self.defences if d.settings is not None]
+            groups = [[d] for d in purifying] if attack.attacks_defence else [purifying]
+            for group in groups:
+                target = AttackTarget(self.bundle.classifier, self.bundle.dae, self.bundle.calibration,
+                                      group[0].settings, self.generator)
+                self._attack(epsilon, attack, target, group, x, y)
+
+    def _attack(self, epsilon: float, attack: Attack, target: AttackTarget, defences: list[Defence],
+                x: torch.Tensor, y: torch.Tensor) -> None:
+        began = time.perf_counter()
+        adv = attack.generate(target, x, y)
+        seconds = time.perf_counter() - began
+        if self.config.quantize:
+            adv = adv.mul(255).round().div(255)
+        self._score(epsilon, attack.name, attack.threat_model, defences, adv, y, seconds)
+
+    def _score(self, epsilon: float, attack: str, threat_model: str, defences: list[Defence],
+               x: torch.Tensor, y: torch.Tensor, attack_seconds: float) -> None:
+        for defence in defences:
+            began = time.perf_counter()
+            preds, result = defence.predict(self.bundle, x)
+            seconds = time.perf_counter() - began
+            self.tally.add(epsilon, defence.name, attack, threat_model, int((preds == y).sum()), len(y),
+                           attack_seconds, seconds)
+            if result is not None and defence.name != "direct" and epsilon == self.config.epsilons[0]:
+                self._keep(attack, x, preds, result, defence.name)
+
+    def _keep(self, attack: str, x: torch.Tensor, preds: torch.Tensor, result: PurificationResult,
+              defence: str) -> None:
+        errors = self.artifacts.errors[attack]
+        errors["before"].extend(result.error_before.tolist())
+        errors["after"].extend(result.error_after.tolist())
+        if attack not in self.artifacts.gallery:
+            k = min(GALLERY_SIZE, len(x))
+            with torch.no_grad():
+                images = {"input": x[:k], "direct": self.bundle.dae(x[:k]), "purified": result.images[:k]}
+                self.artifacts.gallery[attack] = {
+                    "defence": defence,
+                    "images": {name: img.detach().cpu() for name, img in images.items()},
+                    "preds": {name: self.bundle.classifier(img).argmax(1).cpu() for name, img in images.items()}}
+
+
+def run_evaluation(config: EvaluationConfig, progress_callback: Progress | None = None,
+                   data: ImageSet | None = None) -> dict:
+    """Run ``config`` and return its JSON-ready summary (``cells``: one dict per (epsilon, defence, attack)
+    with correct, total, accuracy, ci95, seconds per image, threat_model). When ``config.out`` is set,
+    also writes results.json, results.md and the plots there (paths under ``files``).
+    ``progress_callback(done, total)`` is called after each batch; ``data`` replaces the test split."""
+    evaluation = Evaluation(config, data)
+    summary = evaluation.run(progress_callback)
+    if config.out:
+        from training.evaluation.report import write_outputs
+
+        summary["files"] = write_outputs(summary, evaluation.artifacts, config.out, evaluation.bundle.classes)
+    return summary

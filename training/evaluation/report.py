@@ -1,0 +1,52 @@
+"""Write an evaluation's results: results.json, results.md (one table per epsilon and threat model)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from training.evaluation.harness import Artifacts
+
+
+def markdown_tables(summary: dict) -> str:
+    """Accuracy tables: rows = attacks, columns = defences, cells "acc [low, high]" with n below."""
+    cells = summary["cells"]
+    defences = summary["defences"]
+    lines = [f"# Evaluation of bundle `{summary['bundle']}` ({summary['samples']} test images)", "",
+             f"Purification: `{json.dumps(summary['purification'])}`", ""]
+    for epsilon in summary["config"]["epsilons"]:
+        for threat in ("grey-box", "adaptive"):
+            rows = [c for c in cells if c["epsilon"] == epsilon and c["threat_model"] == threat]
+            if not rows:
+                continue
+            lines += [f"## epsilon = {epsilon:g} — {threat}", "",
+                      "| attack | " + " | ".join(defences) + " | attack s/img |",
+                      "|---|" + "---|" * (len(defences) + 1)]
+            for attack in dict.fromkeys(c["attack"] for c in rows):
+                by_defence = {c["defence"]: c for c in rows if c["attack"] == attack}
+                entries = []
+                for d in defences:
+                    c = by_defence.get(d)
+                    entries.append("—" if c is None else
+                                   f"{c['accuracy']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] n={c['total']}")
+                seconds = max(c["attack_seconds_per_image"] for c in by_defence.values())
+                lines.append(f"| {attack} | " + " | ".join(entries) + f" | {seconds:.3f} |")
+            lines.append("")
+    lines += ["Attack settings:", "", "```json", json.dumps(summary["attacks"], indent=1, default=str), "```", ""]
+    return "\n".join(lines)
+
+
+def write_outputs(summary: dict, artifacts: Artifacts, out: str | Path, classes: list[str]) -> dict:
+    """Write results.json, results.md and the plots into ``out``; returns {kind: path}."""
+    from training.evaluation.plots import accuracy_vs_epsilon, error_histograms, gallery
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": out / "results.json", "markdown": out / "results.md"}
+    files["markdown"].write_text(markdown_tables(summary))
+    files["histograms"] = error_histograms(artifacts.errors, summary["purification"]["variant"], out)
+    files["gallery"] = gallery(artifacts.gallery, classes, out)
+    if len(summary["config"]["epsilons"]) > 1:
+        files["accuracy_vs_epsilon"] = accuracy_vs_epsilon(summary["cells"], out)
+    paths = {k: str(v) for k, v in files.items() if v is not None}
+    files["json"].write_text(json.dumps({**summary, "files": paths}, indent=1, default=str))
+    return paths

@@ -1,0 +1,70 @@
+"""Accuracy bookkeeping: counts per (epsilon, defence, attack) cell, Wilson intervals, timing.
+
+Every image counts, including those of the last partial batch: a cell's accuracy is correct / total over
+all images it saw, never a mean of per-batch accuracies.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion correct/total; (0, 1) when total is 0."""
+    if total == 0:
+        return 0.0, 1.0
+    p = correct / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class Cell:
+    """One table cell: how many of ``total`` images the defence classified correctly under the attack."""
+
+    epsilon: float
+    defence: str
+    attack: str
+    threat_model: str
+    correct: int = 0
+    total: int = 0
+    attack_seconds: float = 0.0
+    defence_seconds: float = 0.0
+
+    def add(self, correct: int, total: int, attack_seconds: float, defence_seconds: float) -> None:
+        self.correct += correct
+        self.total += total
+        self.attack_seconds += attack_seconds
+        self.defence_seconds += defence_seconds
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else float("nan")
+
+    def to_dict(self) -> dict:
+        low, high = wilson_interval(self.correct, self.total)
+        n = max(self.total, 1)
+        return {"epsilon": self.epsilon, "defence": self.defence, "attack": self.attack,
+                "threat_model": self.threat_model, "correct": self.correct, "total": self.total,
+                "accuracy": self.accuracy, "ci95": [low, high],
+                "attack_seconds_per_image": self.attack_seconds / n,
+                "defence_seconds_per_image": self.defence_seconds / n}
+
+
+class Tally:
+    """All cells of an evaluation, created on first use, in insertion order."""
+
+    def __init__(self):
+        self.cells: dict[tuple[float, str, str], Cell] = {}
+
+    def add(self, epsilon: float, defence: str, attack: str, threat_model: str, correct: int, total: int,
+            attack_seconds: float = 0.0, defence_seconds: float = 0.0) -> None:
+        key = (epsilon, defence, attack)
+        if key not in self.cells:
+            self.cells[key] = Cell(epsilon, defence, attack, threat_model)
+        self.cells[key].add(correct, total, attack_seconds, defence_seconds)
+
+    def to_list(self) -> list[dict]:
+        return [cell.to_dict() for cell in self.cells.values()]

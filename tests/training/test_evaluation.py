@@ -1,0 +1,84 @@
+"""The benchmark harness: accuracy arithmetic (last partial batch included), Wilson intervals, outputs."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from models.bundle import load_bundle
+from training.data import ImageSet
+from training.evaluation import cli
+from training.evaluation.config import EvaluationConfig
+from training.evaluation.harness import run_evaluation
+from training.evaluation.stats import Tally, wilson_interval
+
+
+def test_wilson_interval_known_values():
+    low, high = wilson_interval(5, 10)
+    assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    low, high = wilson_interval(10, 10)
+    assert high == pytest.approx(1.0) and round(low, 4) == 0.7225
+
+
+def test_tally_counts_images_not_batch_means():
+    tally = Tally()
+    tally.add(0.1, "F", "fgsm", "grey-box", correct=4, total=5)
+    tally.add(0.1, "F", "fgsm", "grey-box", correct=1, total=2)  # the last, partial batch
+    (cell,) = tally.to_list()
+    assert (cell["correct"], cell["total"]) == (5, 7)
+    assert cell["accuracy"] == pytest.approx(5 / 7)  # not (0.8 + 0.5) / 2
+
+
+@pytest.fixture
+def seven_images(tiny_models_dir) -> ImageSet:
+    """7 images labelled so that the tiny classifier is right on exactly images 0, 4 and 6."""
+    images = (torch.rand(7, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    bundle = load_bundle(tiny_models_dir / "tiny")
+    with torch.no_grad():
+        preds = bundle.classifier(images.float() / 255).argmax(1)
+    labels = (preds + 1) % 10
+    labels[[0, 4, 6]] = preds[[0, 4, 6]]
+    return ImageSet(images, labels, bundle.classes)
+
+
+def test_clean_accuracy_counts_the_last_partial_batch(tiny_models_dir, seven_images, tmp_path):
+    seen = []
+    config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("fgsm",), samples=None,
+                              batch_size=3, epsilons=(0.1,), out=str(tmp_path))
+    summary = run_evaluation(config, lambda done, total: seen.append((done, total)), data=seven_images)
+    assert seen == [(1, 3), (2, 3), (3, 3)]  # batches of 3, 3 and 1
+    clean = {c["defence"]: c for c in summary["cells"] if c["attack"] == "clean"}
+    assert (clean["none"]["correct"], clean["none"]["total"]) == (3, 7)
+    assert clean["none"]["accuracy"] == pytest.approx(3 / 7)
+    assert all(c["total"] == 7 for c in summary["cells"])
+    assert {c["threat_model"] for c in summary["cells"]} == {"grey-box"}
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["cells"] == json.loads(json.dumps(summary["cells"]))
+    assert "| fgsm |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "gallery.png").is_file() and (tmp_path / "error_histograms.png").is_file()
+
+
+def test_cli_builds_the_config_and_runs(tiny_models_dir, seven_images, tmp_path, monkeypatch, capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--bundle", str(tiny_models_dir / "tiny"), "--variant", "E", "--attacks",
+                              "random,counter-a", "--epsilon", "0.05", "0.1", "--samples", "0", "--n", "2",
+                              "--no-quantize", "--out", str(tmp_path)])
+    config = cli.config_from_args(args)
+    assert config.epsilons == (0.05, 0.1) and config.purify == {"n": 2} and not config.quantize
+    assert config.samples is None
+    monkeypatch.setattr(cli, "run_evaluation",
+                        lambda cfg, progress: run_evaluation(cfg, progress, data=seven_images))
+    assert cli.run(args) == 0
+    assert (tmp_path / "accuracy_vs_epsilon.png").is_file()
+    assert "adaptive" in capsys.readouterr().out
+
+
+def test_config_rejects_unknown_names(tiny_models_dir):
+    with pytest.raises(ValueError, match="unknown attacks"):
+        EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("nope",))
+    with pytest.raises(ValueError, match="unknown variant"):
+        EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), variant="Q")

@@ -104,10 +104,12 @@ def bench_bundle(path: Path, args: argparse.Namespace, plan: SweepPlan) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Run the bench; writes ``args.json`` and ``args.markdown``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     plan = SweepPlan(args.batch_sizes, args.repeats, device)
     result = {"machine": describe(device, sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
+              "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "peak": peak_rates(device, args.peak_size, args.repeats), "bundles": {}}
     dirs = _bundle_dirs(args)
     if not dirs:

@@ -1,0 +1,45 @@
+"""A seconds-long run of ``apudae bench`` on the tiny bundle, so the bench cannot rot (no timing asserted)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import service.bench as bench
+from service.bench.stats import Spread, percentile
+
+
+def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    out_json, out_md = tmp_path / "performance.json", tmp_path / "PERFORMANCE.md"
+    args = parser.parse_args([
+        "--model-dir", str(tiny_models_dir), "--threads", "1", "--batch-sizes", "1,2", "--repeats", "1",
+        "--images", "4", "--peak-size", "64", "--precision-images", "0", "--concurrency", "2",
+        "--rate-fractions", "0.5", "--duration", "0.5", "--serve-max-batch", "2", "--data-dir", str(tmp_path),
+        "--json", str(out_json), "--markdown", str(out_md)])
+    assert bench.run(args) == 0
+
+    result = json.loads(out_json.read_text())
+    tiny = result["bundles"]["tiny"]
+    assert set(tiny["flops"]) == {"direct", "A", "B", "C", "D", "E", "F", "G"}
+    assert tiny["flops"]["F"]["dae_step"] > tiny["flops"]["F"]["dae_forward"] > 0
+    assert [row["batch"] for row in tiny["floor"]] == [1, 2]
+    assert {row["kind"] for row in tiny["engine"]["F"]} == {"clean", "adversarial"}
+    served = result["served"]
+    assert served["unbatched"]["max_batch_size"] == 1
+    assert all(row["errors"] == 0 for row in served["batched"]["closed_loop"] + served["unbatched"]["closed_loop"])
+    report = out_md.read_text()
+    assert "## Targets" in report and "<!-- bench:end -->" in report
+
+    out_md.write_text("# Performance\n\nhand-written analysis\n\n<!-- bench:begin -->old<!-- bench:end -->\n\nlog\n")
+    bench.report.write_report(result, out_md)
+    kept = out_md.read_text()
+    assert "hand-written analysis" in kept and kept.rstrip().endswith("log") and "old" not in kept
+
+
+def test_spread_and_percentile():
+    spread = Spread.of([3.0, 1.0, 2.0])
+    assert (spread.median, spread.low, spread.high, spread.n) == (2.0, 1.0, 3.0, 3)
+    assert spread.inverse(6.0).median == 3.0 and spread.inverse(6.0).low == 2.0
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    assert percentile([], 99) != percentile([], 99)  # NaN

@@ -51,7 +51,7 @@ class ServiceState:
             self.metrics.set_calibration(name, runtime.calibration)
         self.metrics.models_ready.set(len(self.models))
         self.batcher = Batcher(settings.max_batch_size, settings.max_batch_wait, settings.max_queue_size, self.metrics)
-        self.jobs = EvaluationJobs(settings.eval_dir, self.models, self.batcher.idle, self.metrics)
+        self.jobs = EvaluationJobs(settings.eval_dir, self.batcher.idle, self.metrics)
         self.ready = True
         log.info("ready: serving %s on %s", ", ".join(self.models), settings.device)
 

@@ -1,17 +1,33 @@
 """The one place that calls the evaluation harness (``training.evaluation``), behind POST /evaluate.
 
-``run(runtime, config, progress) -> dict``: ``config`` is the validated request body, ``progress``
-takes a fraction in [0, 1] and is where the job yields to live traffic.
+``build_config`` turns a request into the harness's ``EvaluationConfig`` (raising ValueError for
+bad values, so the route answers 422 before a job starts); ``run`` runs it. The harness is
+imported only here and only when a job is requested, so serving never pays for it.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 
 from service.engine import ModelRuntime
+from service.evaluation.jobs import Progress
 
 
-def run(runtime: ModelRuntime, config: dict, progress: Callable[[float], None]) -> dict:
-    """Run the benchmark on ``runtime``'s bundle with ``config``; returns the harness's JSON-able results."""
-    from training.evaluation import run_evaluation  # imported only when a job runs
+def build_config(runtime: ModelRuntime, request: dict, device: str):
+    """An ``EvaluationConfig`` on ``runtime``'s bundle from the request's fields (model excluded)."""
+    from training.evaluation.config import EvaluationConfig
 
-    return run_evaluation({**config, "bundle": str(runtime.bundle.path)}, progress_callback=progress)
+    fields = {k: v for k, v in request.items() if v is not None}
+    for name in ("attacks", "epsilons"):
+        if name in fields:
+            fields[name] = tuple(fields[name])
+    return EvaluationConfig(bundle=str(runtime.bundle.path), device=device, **fields)
+
+
+def run(config, out: Path, progress: Progress) -> dict:
+    """Run ``config``, writing its report and plots under ``out``; returns the harness's summary."""
+    from dataclasses import replace
+
+    from training.evaluation.harness import run_evaluation
+
+    return run_evaluation(replace(config, out=str(out)),
+                          progress_callback=lambda done, total: progress(done / total if total else 0.0))

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from service.engine import ModelRuntime
-from service.evaluation import harness
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
-Runner = Callable[[ModelRuntime, dict, Callable[[float], None]], dict]
+Progress = Callable[[float], None]
+Task = Callable[[Path, Progress], dict]
+"""A job's work: (its output directory, progress(fraction)) -> JSON-able results."""
 
 
 class JobBusy(RuntimeError):
@@ -59,11 +59,9 @@ class Job:
 class EvaluationJobs:
     """The job store and its single worker thread."""
 
-    def __init__(self, directory: Path, models: dict[str, ModelRuntime], idle: threading.Event,
-                 metrics: ServiceMetrics, runner: Runner | None = None):
-        """``runner`` defaults to ``service.evaluation.harness.run``."""
-        self.directory, self.models, self.idle, self.metrics = directory, models, idle, metrics
-        self.runner = runner or harness.run
+    def __init__(self, directory: Path, idle: threading.Event, metrics: ServiceMetrics):
+        """``idle`` is set while live traffic leaves the device free (``Batcher.idle``)."""
+        self.directory, self.idle, self.metrics = directory, idle, metrics
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -95,16 +93,16 @@ class EvaluationJobs:
     def all(self) -> list[Job]:
         return sorted(self._jobs.values(), key=lambda job: job.created)
 
-    def start(self, runtime: ModelRuntime, config: dict) -> Job:
-        """Queue a job on ``runtime`` with the harness ``config``; raises JobBusy while one is active."""
+    def start(self, model: str, config: dict, task: Task) -> Job:
+        """Start ``task`` as a job on ``model`` (``config`` is recorded); raises JobBusy while one is active."""
         with self._lock:
             active = next((job for job in self._jobs.values() if job.status in ACTIVE), None)
             if active is not None:
                 raise JobBusy(active.id)
-            job = Job(uuid.uuid4().hex, runtime.name, config)
+            job = Job(uuid.uuid4().hex, model, config)
             self._jobs[job.id] = job
             self._save(job)
-            self._thread = threading.Thread(target=self._run, args=(job, runtime), name=f"evaluation-{job.id[:8]}",
+            self._thread = threading.Thread(target=self._run, args=(job, task), name=f"evaluation-{job.id[:8]}",
                                             daemon=True)
             self._thread.start()
         return job
@@ -122,7 +120,7 @@ class EvaluationJobs:
         if self._stop.is_set():
             raise _Stopped
 
-    def _run(self, job: Job, runtime: ModelRuntime) -> None:
+    def _run(self, job: Job, task: Task) -> None:
         def progress(fraction: float) -> None:
             job.progress = min(max(float(fraction), 0.0), 1.0)
             self._save(job)
@@ -132,7 +130,7 @@ class EvaluationJobs:
         self._save(job)
         try:
             self._yield_to_traffic()
-            job.results = self.runner(runtime, job.config, progress)
+            job.results = task(self.directory / job.id, progress)
             job.status, job.progress = "succeeded", 1.0
         except _Stopped:
             job.status, job.error = "interrupted", "the service stopped while this job ran; start it again"

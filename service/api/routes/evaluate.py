@@ -1,26 +1,38 @@
 """Admin: POST /evaluate starts a benchmark job (202); GET /evaluate/{id} reports it."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import StateDep, get_model, require_admin
-from service.evaluation.jobs import JobBusy
+from service.evaluation import harness
+from service.evaluation.jobs import EvaluationJobs, JobBusy
 
 router = APIRouter(prefix="/evaluate", tags=["admin"], dependencies=[Depends(require_admin)])
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="the id POST /evaluate returned")]
 
 
 class EvaluateIn(BaseModel):
-    """A benchmark request; ``samples`` is capped by APUDAE_EVAL_MAX_SAMPLES."""
+    """A benchmark request (the options of ``apudae evaluate``); ``samples`` is capped by
+    APUDAE_EVAL_MAX_SAMPLES. Omitted fields take the harness's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(None, description="bundle name; default: the default model")
-    samples: int = Field(100, gt=0, description="test images to attack")
+    samples: int = Field(100, gt=0, description="test images (a seeded random subset)")
     seed: int = Field(0, ge=0)
-    options: dict = Field(default_factory=dict, description="further harness options (attacks, eps, steps...)")
+    variant: str | None = Field(None, description="purification variant under test; default: the bundle's")
+    purify: dict[str, float | int | str] | None = Field(None, description="PurifySettings overrides (n, alpha, ...)")
+    attacks: list[str] | None = Field(None, description="attack names (training.attacks.ATTACKS)")
+    epsilons: list[float] | None = Field(None, description="l_inf budgets in [0, 1]")
+    adaptive_steps: int | None = Field(None, gt=0, le=1000)
+    adaptive_eot: int | None = Field(None, gt=0, le=100)
+    reduced_reason: str | None = Field(None, max_length=500)
 
 
 class JobOut(BaseModel):
@@ -36,21 +48,25 @@ class JobOut(BaseModel):
     error: str | None
 
 
-def _jobs(state: StateDep):
+def _jobs(state: StateDep) -> EvaluationJobs:
     if state.jobs is None:
         raise HTTPException(503, "the service is still starting; retry when GET /readyz answers 200")
     return state.jobs
 
 
-@router.post("", status_code=202, response_model=JobOut)
+@router.post("", status_code=202, response_model=JobOut, responses={409: {"description": "a job is running"}})
 async def start_evaluation(state: StateDep, body: EvaluateIn) -> JobOut:
-    """Start a job; 409 while another runs."""
+    """Start a benchmark job; poll GET /evaluate/{id}. 409 while another job runs."""
     limit = state.settings.eval_max_samples
     if body.samples > limit:
         raise HTTPException(422, f"samples must be at most {limit} (APUDAE_EVAL_MAX_SAMPLES)")
     runtime = get_model(state, body.model)
     try:
-        job = _jobs(state).start(runtime, body.model_dump(exclude={"model"}))
+        config = await asyncio.to_thread(harness.build_config, runtime, body.model_dump(exclude={"model"}),
+                                         state.settings.device)
+        job = _jobs(state).start(runtime.name, config.to_dict(), partial(harness.run, config))
+    except ValueError as err:
+        raise HTTPException(422, f"invalid evaluation request: {err}") from None
     except JobBusy as err:
         raise HTTPException(409, str(err)) from None
     return JobOut(**asdict(job))

@@ -18,6 +18,7 @@ import torch
 
 from models.bundle import load_bundle
 from models.purification import VARIANTS
+from service.bench.candidates import candidate_sweep
 from service.bench.flops import purification_flops
 from service.bench.inputs import bench_images, png_uploads, repeat_to
 from service.bench.machine import describe, peak_rates
@@ -49,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--variants", default=",".join(VARIANTS), help="variants whose FLOPs are counted (default: all)")
     a("--sweep-variants", default=None, help="variants swept over batch sizes (default: the bundle's)")
     a("--batch-sizes", type=_ints, default=(1, 2, 4, 8, 16, 32, 64, 128, 256), help="offline batch sizes")
+    a("--candidate-batch-sizes", type=_ints, default=(1, 32, 256), help="batch sizes of the layout/precision "
+      "candidates of the bare step (default: 1,32,256)")
     a("--repeats", type=int, default=3, help="timed repeats per point (default: 3)")
     a("--images", type=int, default=256, help="test images in the input pool (default: 256)")
     a("--peak-size", type=int, default=2048, help="matrix size of the peak matmul (default: 2048)")
@@ -86,6 +89,7 @@ def bench_bundle(path: Path, args: argparse.Namespace, plan: SweepPlan) -> dict:
         out["flops"][variant] = purification_flops(runtime.bundle, runtime.default_settings(variant=variant),
                                                     pool.clean[:1], pool.adversarial[:1])
     out["floor"] = floor_sweep(runtime, pool, plan)
+    out["candidates"] = candidate_sweep(runtime.dae, pool.adversarial, plan, args.candidate_batch_sizes)
     sweep = args.sweep_variants.split(",") if args.sweep_variants else [default.variant]
     out["loop"], out["engine"] = {}, {}
     for variant in sweep:

@@ -83,6 +83,18 @@ def _sweep(bundle: dict, peak: float) -> list[str]:
     return lines
 
 
+def _candidates(bundle: dict) -> list[str]:
+    rows, base = [], {}
+    for r in bundle.get("candidates", []):
+        key = (r["layout"], r["precision"])
+        if key == ("nchw", "fp32"):
+            base[r["batch"]] = r["seconds"]["median"]
+        rows.append([r["batch"], f"{key[0]} {key[1]}", _spread(r["seconds"], 1e3, 2),
+                     f"×{base[r['batch']] / r['seconds']['median']:.2f}", f"{100 * r['sign_agreement']:.2f}%"])
+    return ["### Candidate layouts and precisions of the bare step", ""] + _table(
+        ["batch", "candidate", "ms per step", "speed-up vs NCHW fp32", "gradient signs equal to NCHW fp32"], rows)
+
+
 def _precision(bundle: dict) -> list[str]:
     p = bundle.get("precision")
     if not p or "skipped" in p:
@@ -119,7 +131,7 @@ def render(result: dict) -> str:
     for name, bundle in result["bundles"].items():
         lines += [f"## Bundle `{name}`", "", f"Inputs: {bundle['inputs']}; adversarial-like = clean + random "
                   f"sign noise ±{bundle['epsilon']:.4g} on every pixel, 8-bit. Settings: `{bundle['default_settings']}`.",
-                  ""] + _flops(bundle) + _sweep(bundle, peak) + _precision(bundle)
+                  ""] + _flops(bundle) + _sweep(bundle, peak) + _candidates(bundle) + _precision(bundle)
     if result.get("served"):
         lines += _served(result["served"])
     return "\n".join(lines + [END, ""])

@@ -14,7 +14,8 @@ def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
     out_json, out_md = tmp_path / "performance.json", tmp_path / "PERFORMANCE.md"
     args = parser.parse_args([
         "--model-dir", str(tiny_models_dir), "--threads", "1", "--batch-sizes", "1,2", "--repeats", "1",
-        "--images", "4", "--peak-size", "64", "--precision-images", "0", "--concurrency", "2",
+        "--images", "4", "--peak-size", "64", "--candidate-batch-sizes", "2", "--precision-images", "0",
+        "--concurrency", "2",
         "--rate-fractions", "0.5", "--duration", "0.5", "--serve-max-batch", "2", "--data-dir", str(tmp_path),
         "--json", str(out_json), "--markdown", str(out_md)])
     assert bench.run(args) == 0
@@ -24,6 +25,7 @@ def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
     assert set(tiny["flops"]) == {"direct", "A", "B", "C", "D", "E", "F", "G"}
     assert tiny["flops"]["F"]["dae_step"] > tiny["flops"]["F"]["dae_forward"] > 0
     assert [row["batch"] for row in tiny["floor"]] == [1, 2]
+    assert {(row["layout"], row["precision"]) for row in tiny["candidates"]} >= {("nchw", "fp32"), ("nchw", "bf16")}
     assert {row["kind"] for row in tiny["engine"]["F"]} == {"clean", "adversarial"}
     served = result["served"]
     assert served["unbatched"]["max_batch_size"] == 1

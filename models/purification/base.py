@@ -30,7 +30,9 @@ class Purifier:
     def __init__(self, dae: nn.Module, calibration: Calibration, settings: PurifySettings):
         self.dae, self.calibration, self.settings = dae, calibration, settings
 
-    def run(self, x: torch.Tensor, differentiable: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, x: torch.Tensor, differentiable: bool = False,
+            error: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``error``: eq. 7's per-image error of ``x`` (B,) when the caller has it; saves a DAE forward."""
         raise NotImplementedError
 
     def purify(self, images: torch.Tensor) -> PurificationResult:
@@ -38,7 +40,7 @@ class Purifier:
         x = images.detach().clone().float()
         with torch.no_grad():
             before = per_image_error(self.dae, x)
-        out, steps = self.run(x)
+        out, steps = self.run(x, error=before)
         out = out.detach()
         after = before.clone()
         changed = (steps > 0) | self.always_changes
@@ -78,11 +80,15 @@ class IterativePurifier(Purifier):
         peak = w.abs().flatten(1).amax(dim=1).clamp_min(1e-12)
         return w / peak.view(-1, 1, 1, 1)
 
-    def run(self, x: torch.Tensor, differentiable: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, x: torch.Tensor, differentiable: bool = False,
+            error: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         noise = NoiseSource(x, self.settings.seed)
-        x = self.start(x, noise)
-        with torch.no_grad():
-            active = self.loss(per_image_error(self.dae, x)) > 0  # images already done take no step
+        start = self.start(x, noise)
+        if error is None or start is not x:  # G's transform moved the start: its error is new
+            with torch.no_grad():
+                error = per_image_error(self.dae, start)
+        x = start
+        active = self.loss(error) > 0  # images already done take no step
         beta = self.settings.beta if self.uses_momentum else 0.0
         momentum = torch.zeros_like(x)
         steps = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)

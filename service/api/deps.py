@@ -1,6 +1,7 @@
 """Shared route dependencies as ``Annotated`` aliases: state, model, images, purification options, admin."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
@@ -57,9 +58,10 @@ async def get_images(request: Request, state: StateDep, runtime: ModelDep, resiz
     """Read and decode the body's images for ``runtime``; 4xx with what to fix on bad input."""
     settings = state.settings
     uploads = await read_uploads(request, settings.max_images)
-    try:
-        decoded = [decode_image(u.data, u.name, runtime.bundle.input_shape, resize, settings.max_pixels)
-                   for u in uploads]
+    shape = runtime.bundle.input_shape
+    try:  # decoding a large image takes a while: off the event loop
+        decoded = await asyncio.to_thread(
+            lambda: [decode_image(u.data, u.name, shape, resize, settings.max_pixels) for u in uploads])
     except ImageError as err:
         raise HTTPException(422, str(err)) from None
     return Images(torch.stack([d.pixels for d in decoded]), [u.name for u in uploads], decoded)

@@ -2,7 +2,8 @@
 
 One run measures, in order: the machine and its peak rates (``machine``); per bundle the FLOPs of one
 purification per variant (``flops``), the bare-step floor, the loop and the engine per batch size on
-clean and adversarial-like inputs (``offline``), bf16 against fp32 (``precision``); then, for one
+clean and adversarial-like inputs (``offline``), layout/precision candidates of the step
+(``candidates``) and of the whole engine with their accuracy (``engine_candidates``); then, for one
 bundle, the served path with the batcher and with max batch 1 (``served``). It writes every figure
 to JSON and renders docs/PERFORMANCE.md from it (``report``).
 """
@@ -23,7 +24,7 @@ from service.bench.flops import purification_flops
 from service.bench.inputs import bench_images, png_uploads, repeat_to
 from service.bench.machine import describe, peak_rates
 from service.bench.offline import SweepPlan, engine_sweep, floor_sweep, loop_sweep
-from service.bench.precision import compare_precisions
+from service.bench.engine_candidates import compare_candidates
 from service.bench.report import write_report
 from service.bench.served import ServePlan, served_sweep
 from service.engine import ModelRuntime
@@ -55,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--repeats", type=int, default=3, help="timed repeats per point (default: 3)")
     a("--images", type=int, default=256, help="test images in the input pool (default: 256)")
     a("--peak-size", type=int, default=2048, help="matrix size of the peak matmul (default: 2048)")
-    a("--precision-images", type=int, default=500, help="images of the bf16/fp32 check (0: skip)")
-    a("--precision-batch", type=int, default=64, help="batch size of the bf16/fp32 check (default: 64)")
+    a("--candidate-images", type=int, default=500, help="images of the engine candidates' accuracy check (0: skip)")
+    a("--candidate-batch", type=int, default=64, help="batch size of the engine candidates (default: 64)")
     a("--served-bundle", default=None, help="bundle for the served bench (default: mnist or the first; "
       "'none' skips it)")
     a("--concurrency", type=_ints, default=(1, 2, 4, 8, 16, 32, 64), help="closed-loop client counts")
@@ -79,7 +80,7 @@ def _bundle_dirs(args: argparse.Namespace) -> list[Path]:
 def bench_bundle(path: Path, args: argparse.Namespace, plan: SweepPlan) -> dict:
     """Every offline measurement of one bundle."""
     runtime = ModelRuntime(load_bundle(path), plan.device)
-    images = bench_images(runtime.bundle, max(args.images, args.precision_images), args.data_dir)
+    images = bench_images(runtime.bundle, max(args.images, args.candidate_images), args.data_dir)
     pool = type(images)(images.clean[:args.images], images.adversarial[:args.images], images.labels,
                         images.epsilon, images.source)
     default = runtime.default_settings()
@@ -97,11 +98,11 @@ def bench_bundle(path: Path, args: argparse.Namespace, plan: SweepPlan) -> dict:
         if variant != "direct":
             out["loop"][variant] = loop_sweep(runtime, settings, pool, plan, out["floor"])
         out["engine"][variant] = engine_sweep(runtime, settings, pool, plan)
-    if args.precision_images:
-        count = args.precision_images
+    if args.candidate_images:
+        count = args.candidate_images
         subset = type(images)(images.clean[:count], images.adversarial[:count],
                               None if images.labels is None else images.labels[:count], images.epsilon, images.source)
-        out["precision"] = compare_precisions(runtime, default, subset, args.precision_batch, plan)
+        out["engine_candidates"] = compare_candidates(runtime, default, subset, args.candidate_batch, plan)
     return out
 
 

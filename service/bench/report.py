@@ -38,7 +38,8 @@ def _targets(result: dict) -> list[str]:
     for c in evaluate(result):
         verdict = {True: "met", False: "**not met**", None: "not measured"}[c["met"]]
         value = "–" if c["value"] is None else f"{c['value']:.3f}"
-        rows.append([c["target"], value, ("≤ " if c["at_most"] else "≥ ") + f"{c['limit']:g}", verdict, c["detail"]])
+        limit = ("≤ " if c["at_most"] else "≥ ") + f"{c['limit']:g}"
+        rows.append([c["target"], value, limit, verdict, c["detail"]])
     return ["## Targets", ""] + _table(["target", "value", "limit", "verdict", "how"], rows)
 
 
@@ -95,16 +96,17 @@ def _candidates(bundle: dict) -> list[str]:
         ["batch", "candidate", "ms per step", "speed-up vs NCHW fp32", "gradient signs equal to NCHW fp32"], rows)
 
 
-def _precision(bundle: dict) -> list[str]:
-    p = bundle.get("precision")
+def _engine_candidates(bundle: dict) -> list[str]:
+    p = bundle.get("engine_candidates")
     if not p or "skipped" in p:
         return []
-    rows = [[k, f"{100 * p[f'fp32_{k}_accuracy']:.2f}%", f"{100 * p[f'bf16_{k}_accuracy']:.2f}%",
-             f"{p[f'{k}_accuracy_delta_points']:+.2f}", p[f"{k}_disagreements"]] for k in ("clean", "pgd")]
-    return ["### bf16 against fp32 purification", "", f"{p['images']} images, attack: {p['attack']}; "
-            f"throughput at batch {p['batch']}: fp32 {_spread(p['fp32_images_per_s'])}, bf16 "
-            f"{_spread(p['bf16_images_per_s'])} images/s (×{p['bf16_speedup']:.2f}).", ""] + _table(
-        ["inputs", "fp32 accuracy", "bf16 accuracy", "Δ points", "predictions that differ"], rows)
+    rows = [[f"{r['layout']} {r['precision']}", _spread(r["images_per_s"]), f"×{r['speedup']:.2f}",
+             f"{100 * r['clean_accuracy']:.2f}%", f"{100 * r['pgd_accuracy']:.2f}% ({r['pgd_delta_points']:+.2f})",
+             f"{r['clean_differ']} / {r['pgd_differ']}"] for r in p["candidates"]]
+    return ["### Engine candidates end to end", "", f"{p['images']} test images; attack: {p['attack']}; "
+            f"throughput on PGD images at batch {p['batch']}; `{p['settings']}`.", ""] + _table(
+        ["candidate", "images/s", "speed-up", "clean accuracy", "PGD accuracy (Δ points)",
+         "predictions differing from NCHW fp32 (clean / PGD)"], rows)
 
 
 def _served(served: dict) -> list[str]:
@@ -130,8 +132,9 @@ def render(result: dict) -> str:
     lines = [BEGIN, "", "## Measurements", ""] + _machine(result) + _targets(result) + _peak(result)
     for name, bundle in result["bundles"].items():
         lines += [f"## Bundle `{name}`", "", f"Inputs: {bundle['inputs']}; adversarial-like = clean + random "
-                  f"sign noise ±{bundle['epsilon']:.4g} on every pixel, 8-bit. Settings: `{bundle['default_settings']}`.",
-                  ""] + _flops(bundle) + _sweep(bundle, peak) + _candidates(bundle) + _precision(bundle)
+                  f"sign noise ±{bundle['epsilon']:.4g} on every pixel, 8-bit. "
+                  f"Settings: `{bundle['default_settings']}`.",
+                  ""] + _flops(bundle) + _sweep(bundle, peak) + _candidates(bundle) + _engine_candidates(bundle)
     if result.get("served"):
         lines += _served(result["served"])
     return "\n".join(lines + [END, ""])

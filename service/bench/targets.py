@@ -44,11 +44,12 @@ def evaluate(result: dict) -> list[dict]:
                              f"served batched / (0.8 x engine best/batch-1 ratio {gain:.2f} x served max-batch-1 "
                              f"{unbatched['saturation_throughput']:.1f} images/s)"))
         checks.append(_latency_check(batched, adversarial))
-    precision = bundle.get("precision", {})
-    if "pgd_accuracy_delta_points" in precision:
-        checks.append(_check("bf16 robust accuracy within 0.5 points", abs(precision["pgd_accuracy_delta_points"]),
-                             0.5, True, f"|bf16 - fp32| PGD accuracy on {precision['images']} images; bf16 speed-up "
-                             f"x{precision['bf16_speedup']:.2f}"))
+    candidates = bundle.get("engine_candidates", {}).get("candidates", [])
+    bf16 = next((row for row in candidates if row["precision"] == "bf16"), None)
+    if bf16:
+        checks.append(_check("bf16 robust accuracy within 0.5 points", abs(bf16["pgd_delta_points"]), 0.5, True,
+                             f"|{bf16['layout']} bf16 - NCHW fp32| PGD accuracy on "
+                             f"{bundle['engine_candidates']['images']} images; engine speed-up x{bf16['speedup']:.2f}"))
     return checks
 
 

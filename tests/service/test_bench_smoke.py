@@ -4,8 +4,16 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
+
 import service.bench as bench
+from models.bundle import load_bundle
+from service.bench.engine_candidates import compare_candidates
+from service.bench.inputs import BenchImages, quantize
+from service.bench.offline import SweepPlan
+from service.bench.report import _engine_candidates
 from service.bench.stats import Spread, percentile
+from service.engine import ModelRuntime
 
 
 def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
@@ -14,9 +22,9 @@ def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
     out_json, out_md = tmp_path / "performance.json", tmp_path / "PERFORMANCE.md"
     args = parser.parse_args([
         "--model-dir", str(tiny_models_dir), "--threads", "1", "--batch-sizes", "1,2", "--repeats", "1",
-        "--images", "4", "--peak-size", "64", "--candidate-batch-sizes", "2", "--precision-images", "0",
-        "--concurrency", "2",
-        "--rate-fractions", "0.5", "--duration", "0.5", "--serve-max-batch", "2", "--data-dir", str(tmp_path),
+        "--images", "4", "--peak-size", "64", "--candidate-batch-sizes", "2", "--candidate-images", "0",
+        "--concurrency", "2", "--rate-fractions", "0.5", "--duration", "0.5", "--serve-max-batch", "2",
+        "--data-dir", str(tmp_path),
         "--json", str(out_json), "--markdown", str(out_md)])
     assert bench.run(args) == 0
 
@@ -37,6 +45,20 @@ def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
     bench.report.write_report(result, out_md)
     kept = out_md.read_text()
     assert "hand-written analysis" in kept and kept.rstrip().endswith("log") and "old" not in kept
+
+
+def test_engine_candidates_report_accuracy_and_speed(tiny_models_dir):
+    runtime = ModelRuntime(load_bundle(tiny_models_dir / "tiny"), torch.device("cpu"))
+    generator = torch.Generator().manual_seed(0)
+    clean = quantize(torch.rand(4, *runtime.bundle.input_shape, generator=generator))
+    images = BenchImages(clean, clean, torch.randint(0, 10, (4,), generator=generator), 0.1, "random")
+    plan = SweepPlan((2,), 1, torch.device("cpu"))
+    report = compare_candidates(runtime, runtime.default_settings(), images, 2, plan)
+    reference, *others = report["candidates"]
+    assert (reference["layout"], reference["precision"]) == ("nchw", "fp32") and reference["pgd_differ"] == 0
+    assert {(r["layout"], r["precision"]) for r in others} == {("channels_last", "fp32"), ("channels_last", "bf16")}
+    assert runtime.dae.encoder[1][0].weight.is_contiguous()  # the engine's own DAE is restored
+    assert "channels_last bf16" in "\n".join(_engine_candidates({"engine_candidates": report}))
 
 
 def test_spread_and_percentile():

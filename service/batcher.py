@@ -1,7 +1,7 @@
 """Dynamic batcher: images of concurrent requests run together, one batch at a time per device.
 
 Each distinct :class:`BatchKey` (model, operation, settings that must match within a batch)
-has its own lane: a queue and one worker task. The worker waits for the first request, then up
+has its own lane: a queue and one worker task, opened by a request and closed when empty. The worker waits for the first request, then up
 to ``max_wait`` seconds (measured from that request's arrival) for more, takes requests in
 arrival order while they fit in ``max_batch_size`` images, runs the batch in a one-thread
 executor off the event loop, and resolves each request's future with its own slice.
@@ -141,12 +141,13 @@ class Batcher:
             await asyncio.wait_for(self._drained(), timeout)
         except TimeoutError:
             log.warning("shutdown: %d queued images not finished within %.0f s", self._queued, timeout)
-        for lane in self._lanes.values():
+        lanes = list(self._lanes.values())
+        for lane in lanes:
             lane.task.cancel()
             for request in lane.requests:
                 if not request.future.done():
                     request.future.set_exception(ShuttingDown("the server shut down before this request ran"))
-        await asyncio.gather(*(lane.task for lane in self._lanes.values()), return_exceptions=True)
+        await asyncio.gather(*(lane.task for lane in lanes), return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _drained(self) -> None:
@@ -177,14 +178,13 @@ class Batcher:
         return max(1, math.ceil(batches_ahead * self._batch_seconds))
 
     async def _work(self, lane: _Lane) -> None:
-        while True:
-            while not lane.requests:
-                lane.wakeup.clear()
-                await lane.wakeup.wait()
+        """Serve the lane until it is empty, then close it (many seeds must not leave many idle lanes)."""
+        while lane.requests:
             await self._fill(lane)
             batch = self._take(lane)
             if batch:
                 await self._run(lane, batch)
+        del self._lanes[lane.key]  # no await since the check: the next request opens a new lane
 
     async def _fill(self, lane: _Lane) -> None:
         """Wait until the lane holds a full batch or its oldest request waited ``max_wait``."""

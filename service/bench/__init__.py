@@ -32,6 +32,17 @@ from service.engine import ModelRuntime
 log = logging.getLogger(__name__)
 
 
+SECTIONS = ("flops", "floor", "candidates", "loop", "engine", "engine-candidates", "served")
+
+
+def _sections(text: str) -> frozenset[str]:
+    chosen = frozenset(text.split(","))
+    if not chosen <= set(SECTIONS):
+        raise argparse.ArgumentTypeError(f"unknown sections {sorted(chosen - set(SECTIONS))}; "
+                                         f"choose from {','.join(SECTIONS)}")
+    return chosen
+
+
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
@@ -43,6 +54,8 @@ def _floats(text: str) -> tuple[float, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``apudae bench``; the defaults are the full measurement of docs/PERFORMANCE.md."""
     a = parser.add_argument
+    a("--sections", type=_sections, default=frozenset(SECTIONS), help=f"what to measure (default: all of "
+      f"{','.join(SECTIONS)}); the machine and its peak are always measured")
     a("--model-dir", type=Path, default=Path("models"), help="directory of bundles (default: models)")
     a("--bundles", default=None, help="comma-separated bundle directories to measure (default: all)")
     a("--data-dir", default=None, help="data sets (default: APUDAE_DATA_DIR)")
@@ -86,19 +99,22 @@ def bench_bundle(path: Path, args: argparse.Namespace, plan: SweepPlan) -> dict:
     default = runtime.default_settings()
     out = {"name": runtime.name, "input_shape": list(runtime.bundle.input_shape), "inputs": pool.source,
            "epsilon": images.epsilon, "default_settings": repr(default), "flops": {}}
-    for variant in args.variants.split(","):
+    sections = args.sections
+    for variant in args.variants.split(",") if "flops" in sections else ():
         out["flops"][variant] = purification_flops(runtime.bundle, runtime.default_settings(variant=variant),
                                                     pool.clean[:1], pool.adversarial[:1])
-    out["floor"] = floor_sweep(runtime, pool, plan)
-    out["candidates"] = candidate_sweep(runtime.dae, pool.adversarial, plan, args.candidate_batch_sizes)
+    out["floor"] = floor_sweep(runtime, pool, plan) if "floor" in sections else []
+    if "candidates" in sections:
+        out["candidates"] = candidate_sweep(runtime.dae, pool.adversarial, plan, args.candidate_batch_sizes)
     sweep = args.sweep_variants.split(",") if args.sweep_variants else [default.variant]
     out["loop"], out["engine"] = {}, {}
     for variant in sweep:
         settings = runtime.default_settings(variant=variant)
-        if variant != "direct":
+        if variant != "direct" and "loop" in sections:
             out["loop"][variant] = loop_sweep(runtime, settings, pool, plan, out["floor"])
-        out["engine"][variant] = engine_sweep(runtime, settings, pool, plan)
-    if args.candidate_images:
+        if "engine" in sections:
+            out["engine"][variant] = engine_sweep(runtime, settings, pool, plan)
+    if args.candidate_images and "engine-candidates" in sections:
         count = args.candidate_images
         subset = type(images)(images.clean[:count], images.adversarial[:count],
                               None if images.labels is None else images.labels[:count], images.epsilon, images.source)
@@ -114,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     plan = SweepPlan(args.batch_sizes, args.repeats, device)
     result = {"machine": describe(device, sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
-              "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "options": {k: sorted(v) if isinstance(v, frozenset) else str(v) if isinstance(v, Path) else v
+                          for k, v in vars(args).items()},
               "peak": peak_rates(device, args.peak_size, args.repeats), "bundles": {}}
     dirs = _bundle_dirs(args)
     if not dirs:
@@ -124,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("bundle %s", path)
         result["bundles"][path.name] = bench_bundle(path, args, plan)
     served = args.served_bundle or next((p.name for p in dirs if p.name == "mnist"), dirs[0].name)
-    if served != "none":
-        result["served"] = bench_served(args.model_dir / served, result["bundles"][served]["name"], args)
+    if served != "none" and "served" in args.sections:
+        result["served"] = bench_served(args.model_dir / served, args)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
     write_report(result, args.markdown)
@@ -133,9 +150,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def bench_served(path: Path, model: str, args: argparse.Namespace) -> dict:
+def bench_served(path: Path, args: argparse.Namespace) -> dict:
     """The served sweep with the batcher, then with max batch 1 at the same open-loop rates."""
     bundle = load_bundle(path)
+    model = bundle.name
     uploads = png_uploads(repeat_to(bench_images(bundle, args.images, args.data_dir).adversarial, args.images))
     plan = ServePlan(args.concurrency, args.rate_fractions, args.duration, args.repeats, args.serve_max_batch,
                      args.serve_batch_wait, args.serve_queue)

@@ -49,6 +49,8 @@ def _peak(result: dict) -> list[str]:
 
 
 def _flops(bundle: dict) -> list[str]:
+    if not bundle["flops"]:
+        return []
     rows = [[v, f"{f['dae_step'] / 1e6:.1f}", f"{f['ideal_per_image'] / 1e9:.3f}",
              f"{f['adversarial_per_image'] / 1e9:.3f} ({f['adversarial_steps']} steps)",
              f"{f['clean_per_image'] / 1e9:.3f} ({f['clean_steps']} steps)", f"{f['classifier'] / 1e6:.2f}"]
@@ -60,7 +62,7 @@ def _flops(bundle: dict) -> list[str]:
 
 def _sweep(bundle: dict, peak: float) -> list[str]:
     floor = {r["batch"]: r for r in bundle["floor"]}
-    step_flops = bundle["flops"][next(iter(bundle["flops"]))]["dae_step"]
+    step_flops = next(iter(bundle["flops"].values()), {}).get("dae_step", 0)
     lines = []
     for variant, rows in bundle["engine"].items():
         loop = {r["batch"]: r for r in bundle["loop"].get(variant, [])}
@@ -72,7 +74,7 @@ def _sweep(bundle: dict, peak: float) -> list[str]:
             a, c, f, lo = adv[b], clean.get(b), floor.get(b), loop.get(b)
             achieved = a["images_per_s"]["median"] * per_image
             table.append([b, _spread(f and f["seconds"], 1e3, 2),
-                          f"{f and step_flops * b / f['seconds']['median'] / 1e9:.1f}",
+                          f"{step_flops * b / f['seconds']['median'] / 1e9:.1f}" if f else "–",
                           _spread(lo and lo["seconds"], 1e3, 0), f"{lo['overhead_ratio']:.3f}" if lo else "–",
                           _spread(a["images_per_s"]), f"{a['mean_steps']:.1f}", f"{achieved / 1e9:.1f}",
                           f"{100 * achieved / peak:.0f}%", _spread(c and c["images_per_s"]),
@@ -85,8 +87,10 @@ def _sweep(bundle: dict, peak: float) -> list[str]:
 
 
 def _candidates(bundle: dict) -> list[str]:
+    if not bundle.get("candidates"):
+        return []
     rows, base = [], {}
-    for r in bundle.get("candidates", []):
+    for r in bundle["candidates"]:
         key = (r["layout"], r["precision"])
         if key == ("nchw", "fp32"):
             base[r["batch"]] = r["seconds"]["median"]

@@ -20,37 +20,44 @@ def evaluate(result: dict) -> list[dict]:
     served = result.get("served")
     name = served["bundle"] if served else next(iter(result["bundles"]))
     bundle = result["bundles"][name]
+    checks = _candidate_checks(bundle)
+    if not bundle.get("engine"):
+        return checks
     variant = next(iter(bundle["engine"]))
-    engine = bundle["engine"][variant]
-    adversarial, clean = _by_batch(engine, "adversarial"), _by_batch(engine, "clean")
-    best_batch = max(adversarial, key=lambda b: _median(adversarial[b], "images_per_s"))
-    best = _median(adversarial[best_batch], "images_per_s")
-    checks = []
+    adversarial = _by_batch(bundle["engine"][variant], "adversarial")
+    clean = _by_batch(bundle["engine"][variant], "clean")
     loop = bundle["loop"].get(variant, [])
     worst = max((row["overhead_ratio"] for row in loop if row["overhead_ratio"]), default=None)
-    checks.append(_check("loop <= 1.1 x steps x floor", worst, 1.1, True,
-                         f"{name}/{variant}: worst batch size of purify() time / (mean steps x bare step time)"))
     ratios = [_median(clean[b], "seconds") / _median(adversarial[b], "seconds") for b in clean if b in adversarial]
-    checks.append(_check("clean image <= 50% of adversarial", sum(ratios) / len(ratios) if ratios else None, 0.5,
-                         True, "engine seconds clean / adversarial, mean over batch sizes"))
-    single = _median(adversarial[min(adversarial)], "images_per_s")
-    if served:
-        batched, unbatched = served["batched"], served["unbatched"]
-        checks.append(_check("served >= 85% of offline best", batched["saturation_throughput"] / best, 0.85, False,
-                             f"served saturation / engine best ({best:.1f} images/s at batch {best_batch})"))
-        gain = best / single
-        needed = 0.8 * gain * unbatched["saturation_throughput"]
-        checks.append(_check("batching gain", batched["saturation_throughput"] / needed if needed else None, 1.0, False,
-                             f"served batched / (0.8 x engine best/batch-1 ratio {gain:.2f} x served max-batch-1 "
-                             f"{unbatched['saturation_throughput']:.1f} images/s)"))
-        checks.append(_latency_check(batched, adversarial))
+    checks = [_check("loop <= 1.1 x steps x floor", worst, 1.1, True,
+                     f"{name}/{variant}: worst batch size of purify() time / (mean steps x bare step time)"),
+              _check("clean image <= 50% of adversarial", sum(ratios) / len(ratios) if ratios else None, 0.5, True,
+                     "engine seconds clean / adversarial, mean over batch sizes")] + checks
+    return checks + (_served_checks(served, adversarial) if served else [])
+
+
+def _served_checks(served: dict, adversarial: dict[int, dict]) -> list[dict]:
+    best_batch = max(adversarial, key=lambda b: _median(adversarial[b], "images_per_s"))
+    best = _median(adversarial[best_batch], "images_per_s")
+    gain = best / _median(adversarial[min(adversarial)], "images_per_s")
+    batched, unbatched = served["batched"], served["unbatched"]
+    needed = 0.8 * gain * unbatched["saturation_throughput"]
+    return [_check("served >= 85% of offline best", batched["saturation_throughput"] / best, 0.85, False,
+                   f"served saturation / engine best ({best:.1f} images/s at batch {best_batch})"),
+            _check("batching gain", batched["saturation_throughput"] / needed if needed else None, 1.0, False,
+                   f"served batched / (0.8 x engine best/batch-1 ratio {gain:.2f} x served max-batch-1 "
+                   f"{unbatched['saturation_throughput']:.1f} images/s)"),
+            _latency_check(batched, adversarial)]
+
+
+def _candidate_checks(bundle: dict) -> list[dict]:
     candidates = bundle.get("engine_candidates", {}).get("candidates", [])
     bf16 = next((row for row in candidates if row["precision"] == "bf16"), None)
-    if bf16:
-        checks.append(_check("bf16 robust accuracy within 0.5 points", abs(bf16["pgd_delta_points"]), 0.5, True,
-                             f"|{bf16['layout']} bf16 - NCHW fp32| PGD accuracy on "
-                             f"{bundle['engine_candidates']['images']} images; engine speed-up x{bf16['speedup']:.2f}"))
-    return checks
+    if not bf16:
+        return []
+    return [_check("bf16 robust accuracy within 0.5 points", abs(bf16["pgd_delta_points"]), 0.5, True,
+                   f"|{bf16['layout']} bf16 - NCHW fp32| PGD accuracy on {bundle['engine_candidates']['images']} "
+                   f"images; engine speed-up x{bf16['speedup']:.2f}")]
 
 
 def _latency_check(batched: dict, adversarial: dict[int, dict]) -> dict:

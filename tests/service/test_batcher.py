@@ -100,9 +100,11 @@ def test_different_keys_are_never_batched_together():
         other = BatchKey("m", "op", "other settings")
         results = await asyncio.gather(b.submit(KEY, images(1), fn, deadline()),
                                        b.submit(other, images(2), fn, deadline()))
+        await asyncio.sleep(0)
+        lanes_left = len(b._lanes)
         await b.close(1)
-        return results, sorted(fn.sizes)
-    assert run(scenario()) == ([[1.0], [2.0]], [1, 1])
+        return results, sorted(fn.sizes), lanes_left
+    assert run(scenario()) == ([[1.0], [2.0]], [1, 1], 0)  # idle lanes close
 
 
 def test_a_failing_batch_fails_only_its_callers_and_the_worker_carries_on():

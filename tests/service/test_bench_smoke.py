@@ -41,6 +41,12 @@ def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
     report = out_md.read_text()
     assert "## Targets" in report and "<!-- bench:end -->" in report
 
+    flops_only = parser.parse_args(["--model-dir", str(tiny_models_dir), "--sections", "flops", "--threads", "1",
+                                     "--peak-size", "64", "--repeats", "1", "--json", str(tmp_path / "flops.json"),
+                                     "--markdown", str(tmp_path / "flops.md"), "--data-dir", str(tmp_path)])
+    assert bench.run(flops_only) == 0
+    assert "FLOPs of one purification" in (tmp_path / "flops.md").read_text()
+
     out_md.write_text("# Performance\n\nhand-written analysis\n\n<!-- bench:begin -->old<!-- bench:end -->\n\nlog\n")
     bench.report.write_report(result, out_md)
     kept = out_md.read_text()

@@ -14,7 +14,7 @@ from training.attacks.cw import CarliniWagnerL2
 GREY_BOX_ATTACKS = ("random", "fgsm", "r-fgsm", "bim", "pgd", "cw", "apgd-ce")
 ADAPTIVE_ATTACKS = ("counter-a", "counter-b", "bpda-eot", "pgd-eot", "apgd-eot")
 ATTACKS = GREY_BOX_ATTACKS + ADAPTIVE_ATTACKS
-COUNTER_B_BETAS = (0.0, 1.0, 10.0, 100.0, 1000.0)  # beta of eq. 15 swept; the worst is reported
+COUNTER_B_BETAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)  # beta of eq. 15 swept; the worst is reported
 
 
 def build_attacks(name: str, epsilon: float, steps: int | None = None, eot: int | None = None,

@@ -20,13 +20,15 @@ class CarliniWagnerL2(Attack):
     """min ||d||_2^2 + c * f(x + d) in tanh space with Adam, ``search_steps`` rounds of binary search on c
     per image (from ``initial_c``), ``steps`` Adam steps per round; the result is Clip_x^eps (eq. 4).
 
-    Each image keeps the smallest-L2 candidate that still fools the classifier *after* the clip (the clip
-    is part of eq. 4); images with none keep the clipped last iterate of the last round.
+    Every ``check_every`` steps each image keeps the smallest-L2 candidate that still fools the classifier
+    *after* the clip (the clip is part of eq. 4); images with none keep the clipped last iterate of the
+    last round. Defaults (3 x 50 steps) are lighter than Carlini & Wagner's (9 x 1000) to fit 2 CPU cores.
     Shape: x (B, C, H, W) in [0, 1], y (B,) -> (B, C, H, W) in [0, 1] within eps.
     """
 
-    steps: int = 100
-    search_steps: int = 5
+    steps: int = 50
+    search_steps: int = 3
+    check_every: int = 10
     initial_c: float = 1.0
     lr: float = 0.01
     kappa: float = 0.0
@@ -47,13 +49,15 @@ class CarliniWagnerL2(Attack):
             w = w0.clone().requires_grad_(True)
             optimiser = torch.optim.Adam([w], lr=self.lr)
             succeeded = torch.zeros(b, dtype=torch.bool, device=x.device)
-            for _ in range(self.steps):
+            for step in range(self.steps):
                 with torch.enable_grad():
                     adv = (torch.tanh(w) + 1) / 2
                     l2 = (adv - x).pow(2).flatten(1).sum(1)
                     loss = (l2 + c * _margin(target.classifier(adv), y, self.kappa)).sum()
                     (w.grad,) = torch.autograd.grad(loss, w)  # no gradients on the classifier's weights
                 optimiser.step()
+                if (step + 1) % self.check_every and step + 1 < self.steps:
+                    continue
                 with torch.no_grad():
                     clipped = self.project(adv.detach(), x)
                     fooled = target.classifier(clipped).argmax(1) != y

@@ -31,8 +31,20 @@ def markdown_tables(summary: dict) -> str:
                 seconds = max(c["attack_seconds_per_image"] for c in by_defence.values())
                 lines.append(f"| {attack} | " + " | ".join(entries) + f" | {seconds:.3f} |")
             lines.append("")
+    lines += _worst_counter_b(cells)
     lines += ["Attack settings:", "", "```json", json.dumps(summary["attacks"], indent=1, default=str), "```", ""]
     return "\n".join(lines)
+
+
+def _worst_counter_b(cells: list[dict]) -> list[str]:
+    """One line per (epsilon, defence): the beta of counter-attack B (eq. 15) with the lowest accuracy."""
+    worst: dict[tuple[float, str], dict] = {}
+    for c in cells:
+        key = (c["epsilon"], c["defence"])
+        if c["attack"].startswith("counter-b") and (key not in worst or c["accuracy"] < worst[key]["accuracy"]):
+            worst[key] = c
+    return [f"Counter-attack B, worst beta: eps={e:g} {d}: {c['attack']} -> {c['accuracy']:.3f}"
+            for (e, d), c in worst.items()] + ([""] if worst else [])
 
 
 def write_outputs(summary: dict, artifacts: Artifacts, out: str | Path, classes: list[str]) -> dict:

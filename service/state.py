@@ -66,7 +66,7 @@ class ServiceState:
         if self.batcher is not None:
             await self.batcher.close(self.settings.shutdown_grace)
         if self.jobs is not None:
-            self.jobs.stop()
+            await asyncio.to_thread(self.jobs.stop)
         log.info("stopped")
 
     def model(self, name: str | None) -> ModelRuntime:

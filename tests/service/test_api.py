@@ -6,7 +6,7 @@ import io
 
 from PIL import Image
 
-from tests.service.conftest import digit_png
+from service_fixtures import client, digit_png, make_settings  # noqa: F401 (pytest fixtures)
 
 
 def files(*pngs: bytes) -> list:

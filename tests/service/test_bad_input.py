@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service.conftest import digit_png, png_bytes
+from service_fixtures import client, digit_png, make_settings, png_bytes  # noqa: F401 (pytest fixtures)
 
 
 def post(client, *payloads: bytes, route: str = "/purify", **kwargs):

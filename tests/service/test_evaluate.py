@@ -11,7 +11,7 @@ from service.evaluation import harness
 from service.evaluation.jobs import EvaluationJobs
 from service.main import create_app
 from service.metrics import ServiceMetrics
-from tests.service.conftest import digit_png
+from service_fixtures import admin, client, digit_png, make_settings  # noqa: F401 (pytest fixtures)
 
 WAIT = 30.0  # seconds: bound on polling loops
 

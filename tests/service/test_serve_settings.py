@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from service import server
 from service.main import create_app
 from service.settings import Settings
+from service_fixtures import make_settings  # noqa: F401 (pytest fixtures)
 
 
 def parse(*argv: str) -> argparse.Namespace:

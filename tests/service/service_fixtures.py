@@ -1,4 +1,8 @@
-"""Fixtures of the service tests: an app on the tiny bundle, its client, and images to send."""
+"""Fixtures and image files of the service tests: settings and an app on the tiny bundle, its client,
+the admin header, PNGs made on the spot.
+
+Test modules import the fixtures they use by name (``from service_fixtures import client``): this
+directory has no conftest.py, so that ``from conftest import ...`` elsewhere keeps meaning tests/conftest.py."""
 from __future__ import annotations
 
 import io

@@ -49,7 +49,7 @@ def test_clean_accuracy_counts_the_last_partial_batch(tiny_models_dir, seven_ima
     config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("fgsm",), samples=None,
                               batch_size=3, epsilons=(0.1,), out=str(tmp_path))
     summary = run_evaluation(config, lambda done, total: seen.append((done, total)), data=seven_images)
-    assert seen == [(1, 3), (2, 3), (3, 3)]  # batches of 3, 3 and 1
+    assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]  # batches of 3, 3 and 1
     clean = {c["defence"]: c for c in summary["cells"] if c["attack"] == "clean"}
     assert (clean["none"]["correct"], clean["none"]["total"]) == (3, 7)
     assert clean["none"]["accuracy"] == pytest.approx(3 / 7)

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adaptive-eot", type=int, help="EOT draws per gradient (default 20)")
     parser.add_argument("--reduced-reason", default="", help="why the adaptive settings were lowered (recorded)")
     parser.add_argument("--data-dir", help="data directory (default: APUDAE_DATA_DIR)")
-    parser.add_argument("--out", default="runs/evaluate", help="output directory for results.json/.md and plots")
+    parser.add_argument("--out", default="results/evaluate", help="output directory for results.json/.md and plots")
 
 
 def config_from_args(args: argparse.Namespace) -> EvaluationConfig:

@@ -92,6 +92,8 @@ class Evaluation:
         batches = list(self.rows().split(cfg.batch_size))
         total, done = len(cfg.epsilons) * len(batches), 0
         start = time.perf_counter()
+        if progress is not None:
+            progress(0, total)
         for epsilon in cfg.epsilons:
             attacks = [a for name in cfg.attacks for a in build_attacks(
                 name, epsilon, cfg.adaptive_steps, cfg.adaptive_eot, cfg.reduced_reason)]
@@ -163,7 +165,7 @@ def run_evaluation(config: EvaluationConfig, progress_callback: Progress | None 
     """Run ``config`` and return its JSON-ready summary (``cells``: one dict per (epsilon, defence, attack)
     with correct, total, accuracy, ci95, seconds per image, threat_model). When ``config.out`` is set,
     also writes results.json, results.md and the plots there (paths under ``files``).
-    ``progress_callback(done, total)`` is called after each batch; ``data`` replaces the test split."""
+    ``progress_callback(done, total)`` is called at the start and after each batch; ``data`` replaces the test split."""
     evaluation = Evaluation(config, data)
     summary = evaluation.run(progress_callback)
     if config.out:

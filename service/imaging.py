@@ -52,6 +52,8 @@ def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bo
         raise ImageError(f"{name}: not an image in a supported format ({', '.join(FORMATS)})") from None
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: the image has too many pixels (at most {max_pixels})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:  # a recognised format with a damaged header
+        raise _corrupt(name, err) from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(f"{name}: the image is {width}x{height} = {width * height} pixels; at most {max_pixels} allowed")
@@ -62,9 +64,13 @@ def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bo
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
         if isinstance(err, ImageError):
             raise
-        raise ImageError(f"{name}: the image is truncated or corrupt ({type(err).__name__}); send the whole file") from None
+        raise _corrupt(name, err) from None
     pixels = _match_channels(torch.from_numpy(array).permute(2, 0, 1), shape[0])
     return DecodedImage(_match_size(pixels, shape, resize, name), (width, height))
+
+
+def _corrupt(name: str, err: Exception) -> ImageError:
+    return ImageError(f"{name}: the image is truncated or corrupt ({type(err).__name__}); send the whole file")
 
 
 def _to_array(image: Image.Image, name: str) -> np.ndarray:

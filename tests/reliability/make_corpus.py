@@ -101,6 +101,13 @@ def flipped_idat() -> bytes:
     return bytes(data)
 
 
+def damaged_bmp_header() -> bytes:
+    """A BMP whose info-header size (byte 14) names no known header type."""
+    data = bytearray(encode(Image.new("L", (SIZE, SIZE), 255), "BMP"))
+    data[14] = 41
+    return bytes(data)
+
+
 def cases() -> dict[str, tuple[bytes, dict]]:
     """File name -> (bytes, expected answer)."""
     png = encode(noise(), "PNG")
@@ -116,6 +123,10 @@ def cases() -> dict[str, tuple[bytes, dict]]:
         "truncated.jpg": (jpeg[: len(jpeg) // 2], corrupt),
         "truncated.gif": (animated_gif()[:40], not_image),
         "damaged_idat.png": (flipped_idat(), corrupt),
+        "damaged_header.bmp": (damaged_bmp_header(), corrupt),
+        "truncated.bmp": (encode(Image.new("L", (SIZE, SIZE), 255), "BMP")[:100], corrupt),
+        "truncated.webp": (encode(noise("RGB"), "WEBP")[:60], corrupt),
+        "truncated.tiff": (encode(noise(), "TIFF")[:200], corrupt),
         "huge_header.png": (raw_png(100_000, 100_000, 8, 0, b"\0" * 64), too_big),
         "huge_header.jpg": (jpeg_claiming(65_000, 65_000), too_big),
         "bomb_5000x5000.png": (encode(Image.new("L", (5000, 5000)), "PNG", optimize=True), too_big),

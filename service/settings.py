@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="APUDAE_", extra="forbid")
 
     model_dir: Path = Field(Path("models"), description="directory holding one sub-directory per bundle")
-    default_model: str | None = Field(None, description="model used when a request names none (default: first loaded)")
+    default_model: str | None = Field(None, description="model used when a request names none (default: mnist when loaded, else the first loaded)")
     device: str = Field("auto", description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'")
     host: str = Field("127.0.0.1", description="address uvicorn binds")
     port: int = Field(8000, ge=1, le=65535, description="port uvicorn binds")

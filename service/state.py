@@ -20,6 +20,7 @@ from service.metrics import ServiceMetrics
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+SHIPPED_DEFAULT_MODEL = "mnist"  # the README's default model, used when APUDAE_DEFAULT_MODEL is unset
 
 
 class UnknownModel(LookupError):
@@ -72,7 +73,8 @@ class ServiceState:
     def model(self, name: str | None) -> ModelRuntime:
         """The runtime called ``name`` (the default model when None); raises UnknownModel."""
         if name is None:
-            name = self.settings.default_model or next(iter(self.models), None)
+            fallback = SHIPPED_DEFAULT_MODEL if SHIPPED_DEFAULT_MODEL in self.models else next(iter(self.models), None)
+            name = self.settings.default_model or fallback
         runtime = self.models.get(name) if name is not None else None
         if runtime is None:
             raise UnknownModel(f"unknown model {name!r}; served models: {', '.join(self.models) or 'none'} "

@@ -41,8 +41,23 @@ async def _unexpected(request: Request, err: Exception) -> JSONResponse:
     return _error(500, f"internal error ({type(err).__name__}); retry, and report it if it persists")
 
 
+ERROR_SCHEMA = {"title": "Error", "type": "object", "required": ["detail"], "properties": {
+    "detail": {"type": "string", "description": "what went wrong and what to fix"},
+    "errors": {"type": "array", "items": {"type": "object"}, "description": "each invalid field (422 only)"}}}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI schema's 422 answers what ``_validation`` sends, not FastAPI's default list."""
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            FastAPI.openapi(app)["components"]["schemas"]["HTTPValidationError"] = ERROR_SCHEMA
+        return app.openapi_schema
+    app.openapi = openapi
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+    """Register the handlers on ``app`` and document their answers in its OpenAPI schema."""
+    _document_errors(app)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(QueueFull, _queue_full)
     app.add_exception_handler(DeadlineExceeded, _deadline)

@@ -2,7 +2,7 @@
 
 One run measures, in order: the machine and its peak rates (``machine``); per bundle the FLOPs of one
 purification per variant (``flops``), the bare-step floor, the loop and the engine per batch size on
-clean and adversarial-like inputs (``offline``), layout/precision candidates of the step
+clean and adversarial inputs (``offline``), layout/precision candidates of the step
 (``candidates``) and of the whole engine with their accuracy (``engine_candidates``); then, for one
 bundle, the served path with the batcher and with max batch 1 (``served``). It writes every figure
 to JSON and renders docs/PERFORMANCE.md from it (``report``).
@@ -21,7 +21,7 @@ from models.bundle import load_bundle
 from models.purification import VARIANTS
 from service.bench.candidates import candidate_sweep
 from service.bench.flops import purification_flops
-from service.bench.inputs import bench_images, png_uploads, repeat_to
+from service.bench.inputs import bench_images, png_uploads
 from service.bench.machine import describe, peak_rates
 from service.bench.offline import SweepPlan, engine_sweep, floor_sweep, loop_sweep
 from service.bench.engine_candidates import compare_candidates
@@ -94,11 +94,10 @@ def bench_bundle(path: Path, args: argparse.Namespace, plan: SweepPlan) -> dict:
     """Every offline measurement of one bundle."""
     runtime = ModelRuntime(load_bundle(path), plan.device)
     images = bench_images(runtime.bundle, max(args.images, args.candidate_images), args.data_dir)
-    pool = type(images)(images.clean[:args.images], images.adversarial[:args.images], images.labels,
-                        images.epsilon, images.source)
+    pool = images.first(args.images)
     default = runtime.default_settings()
     out = {"name": runtime.name, "input_shape": list(runtime.bundle.input_shape), "inputs": pool.source,
-           "epsilon": images.epsilon, "default_settings": repr(default), "flops": {}}
+           "attack": pool.attack, "epsilon": images.epsilon, "default_settings": repr(default), "flops": {}}
     sections = args.sections
     for variant in args.variants.split(",") if "flops" in sections else ():
         out["flops"][variant] = purification_flops(runtime.bundle, runtime.default_settings(variant=variant),
@@ -115,10 +114,8 @@ def bench_bundle(path: Path, args: argparse.Namespace, plan: SweepPlan) -> dict:
         if "engine" in sections:
             out["engine"][variant] = engine_sweep(runtime, settings, pool, plan)
     if args.candidate_images and "engine-candidates" in sections:
-        count = args.candidate_images
-        subset = type(images)(images.clean[:count], images.adversarial[:count],
-                              None if images.labels is None else images.labels[:count], images.epsilon, images.source)
-        out["engine_candidates"] = compare_candidates(runtime, default, subset, args.candidate_batch, plan)
+        out["engine_candidates"] = compare_candidates(runtime, default, images.first(args.candidate_images),
+                                                      args.candidate_batch, plan)
     return out
 
 
@@ -154,12 +151,13 @@ def bench_served(path: Path, args: argparse.Namespace) -> dict:
     """The served sweep with the batcher, then with max batch 1 at the same open-loop rates."""
     bundle = load_bundle(path)
     model = bundle.name
-    uploads = png_uploads(repeat_to(bench_images(bundle, args.images, args.data_dir).adversarial, args.images))
+    images = bench_images(bundle, args.images, args.data_dir)
+    uploads = png_uploads(images.adversarial)
     plan = ServePlan(args.concurrency, args.rate_fractions, args.duration, args.repeats, args.serve_max_batch,
                      args.serve_batch_wait, args.serve_queue)
     batched = served_sweep(path, model, uploads, plan, args.threads)
     rates = tuple(row["rate"] for row in batched["open_loop"])
     single = served_sweep(path, model, uploads, ServePlan(**{**plan.__dict__, "max_batch_size": 1}), args.threads,
                           rates=rates)
-    return {"bundle": path.name, "inputs": "adversarial-like 8-bit PNG uploads, one image per request",
+    return {"bundle": path.name, "inputs": f"adversarial 8-bit PNG uploads ({images.attack}), one image per request",
             "batched": batched, "unbatched": single}

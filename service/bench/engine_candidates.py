@@ -2,10 +2,9 @@
 
 Candidates (``service.bench.candidates``): the engine as it is (NCHW fp32), a channels_last DAE, and a
 channels_last DAE whose purification loop runs under ``torch.autocast(bfloat16)`` (convolutions in bf16
-on AVX512-BF16 / AMX CPUs and on GPUs; the ONNX classifier stays fp32). Adversarial images: grey-box PGD
-on the classifier (l_inf eps of the data set, ``PGD_STEPS`` steps of eps/8, random start, seed 0),
-rounded to 8 bits. Purification noise is seeded (seed 0), so every candidate sees the same noise and
-differences come from the arithmetic alone.
+on AVX512-BF16 / AMX CPUs and on GPUs; the ONNX classifier stays fp32), on the bench's clean and PGD
+images (``service.bench.inputs``). Purification noise is seeded (seed 0), so every candidate sees the
+same noise and differences come from the arithmetic alone.
 """
 from __future__ import annotations
 
@@ -15,12 +14,10 @@ import torch
 
 from models.purification import PurifySettings
 from service.bench.candidates import applied
-from service.bench.inputs import BenchImages, quantize, repeat_to
+from service.bench.inputs import BenchImages, repeat_to
 from service.bench.offline import SweepPlan, timed
 from service.engine import ModelRuntime
-from training.attacks.pgd import pgd_linf
 
-PGD_STEPS = 20
 REFERENCE = ("nchw", "fp32")
 ENGINE_CANDIDATES = (REFERENCE, ("channels_last", "fp32"), ("channels_last", "bf16"))
 
@@ -38,19 +35,15 @@ def compare_candidates(runtime: ModelRuntime, settings: PurifySettings, images: 
     """Per candidate: clean and PGD accuracy, predictions that differ from the reference, images/s."""
     if images.labels is None:
         return {"skipped": "no labelled test data for this bundle"}
-    eps = images.epsilon
-    attacked = quantize(pgd_linf(runtime.bundle.classifier, images.clean, images.labels, eps, eps / 8, PGD_STEPS,
-                                 generator=torch.Generator().manual_seed(0)))
     seeded = replace(settings, seed=0)
-    timing_batch = repeat_to(attacked, batch)
+    timing_batch = repeat_to(images.adversarial, batch)
     report: dict = {"images": int(images.labels.shape[0]), "batch": batch, "settings": repr(seeded),
-                    "attack": f"grey-box PGD-{PGD_STEPS}, eps={eps:.4g}, step eps/8, random start, seed 0, 8-bit",
-                    "candidates": []}
+                    "attack": images.attack, "candidates": []}
     reference: dict[str, torch.Tensor] = {}
     for layout, precision in ENGINE_CANDIDATES:
         row: dict = {"layout": layout, "precision": precision}
         with applied(runtime, layout, precision, plan.device):
-            for kind, x in (("clean", images.clean), ("pgd", attacked)):
+            for kind, x in (("clean", images.clean), ("pgd", images.adversarial)):
                 predicted = _predict(runtime, x, seeded, batch)
                 reference.setdefault(kind, predicted)
                 row[f"{kind}_accuracy"] = (predicted == images.labels).float().mean().item()

@@ -1,10 +1,10 @@
-"""Bench inputs: 8-bit test images of a bundle's data set and adversarial-like versions of them.
+"""Bench inputs: 8-bit test images of a bundle's data set and adversarial versions of them.
 
-"Adversarial-like" = the clean image plus random sign noise of size epsilon on every pixel (a corner of
-the l_inf ball, eq. 1 of the paper with the extreme values of U(-eps, eps)), rounded to 8 bits like a PNG
-upload. Such images sit far above the calibration mean mu, so variants E/F/G run all n steps on them,
-as on PGD images, without paying for an attack. Robust accuracy (``service.bench.precision``) uses real
-PGD images instead.
+Adversarial = grey-box PGD on the bundle's classifier (l_inf eps of the data set, ``PGD_STEPS`` steps of
+eps/8, random start, seed 0), rounded to 8 bits like a PNG upload: the inputs the purifier exists for,
+with the steps it really takes on them. A bundle without labelled test data (the tests' tiny bundle)
+gets uniform random images and, as adversarial, those images plus random sign noise of size eps on
+every pixel (a corner of the l_inf ball).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 
 from models.bundle import Bundle
 from service.imaging import encode_png
+from training.attacks.pgd import pgd_linf
 from training.data import DataNotFoundError, load_dataset
 
 log = logging.getLogger(__name__)
@@ -22,17 +23,26 @@ log = logging.getLogger(__name__)
 #: l_inf budget per data set (the paper: 0.1 on MNIST-like data, 8/255 on CIFAR-10)
 EPSILON = {"mnist": 0.1, "fashion-mnist": 0.1, "cifar10": 8 / 255}
 DEFAULT_EPSILON = 0.1
+PGD_STEPS = 20
 
 
 @dataclass(frozen=True)
 class BenchImages:
-    """clean / adversarial: (N, C, H, W) float32 in [0, 1] on 8-bit levels; labels: (N,) int64 or None."""
+    """clean / adversarial: (N, C, H, W) float32 in [0, 1] on 8-bit levels; labels: (N,) int64 or None;
+    source / attack: where the clean images come from and how the adversarial ones were made."""
 
     clean: torch.Tensor
     adversarial: torch.Tensor
     labels: torch.Tensor | None
     epsilon: float
     source: str
+    attack: str
+
+    def first(self, count: int) -> "BenchImages":
+        """The first ``count`` images."""
+        labels = None if self.labels is None else self.labels[:count]
+        return BenchImages(self.clean[:count], self.adversarial[:count], labels, self.epsilon, self.source,
+                           self.attack)
 
 
 def quantize(images: torch.Tensor) -> torch.Tensor:
@@ -41,7 +51,7 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 
 
 def bench_images(bundle: Bundle, count: int, data_dir: str | None, seed: int = 0) -> BenchImages:
-    """The first ``count`` test images of the bundle's data set (uniform noise images when it has none)."""
+    """The first ``count`` test images of the bundle's data set and their PGD versions (see the module)."""
     dataset = bundle.meta.get("provenance", {}).get("dataset", "")
     epsilon = EPSILON.get(dataset, DEFAULT_EPSILON)
     generator = torch.Generator().manual_seed(seed)
@@ -53,9 +63,15 @@ def bench_images(bundle: Bundle, count: int, data_dir: str | None, seed: int = 0
         log.info("bundle %s: no test data (%s); using uniform random images", bundle.name, err)
         clean = quantize(torch.rand(count, *bundle.input_shape, generator=generator))
         labels, source = None, f"{count} uniform random images (no {dataset or 'known'} test data)"
-    signs = torch.randint(0, 2, clean.shape, generator=generator).float().mul(2).sub(1)
-    adversarial = quantize(clean + epsilon * signs)
-    return BenchImages(clean, adversarial, labels, epsilon, source)
+    if labels is None:
+        signs = torch.randint(0, 2, clean.shape, generator=generator).float().mul(2).sub(1)
+        return BenchImages(clean, quantize(clean + epsilon * signs), None, epsilon, source,
+                           f"random sign noise ±{epsilon:.4g} per pixel, 8-bit")
+    adversarial = quantize(pgd_linf(bundle.classifier, clean, labels, epsilon, epsilon / 8, PGD_STEPS,
+                                    generator=generator))
+    return BenchImages(clean, adversarial, labels, epsilon, source,
+                       f"grey-box PGD-{PGD_STEPS} on the classifier, eps={epsilon:.4g}, step eps/8, random start, "
+                       "seed 0, 8-bit")
 
 
 def repeat_to(images: torch.Tensor, count: int) -> torch.Tensor:

@@ -2,9 +2,9 @@
 
 Per batch size b (images cycled from the bench images):
 - ``floor``: one DAE forward + input-gradient backward on b images (``flops.dae_step``);
-- ``loop``: ``purify`` alone on adversarial-like images, and its overhead over n x floor;
+- ``loop``: ``purify`` alone on adversarial images, and its overhead over n x floor;
 - ``engine``: ``ModelRuntime.classify`` (purify + the ONNX classifier, what a served batch runs) on
-  clean and on adversarial-like images.
+  clean and on adversarial images.
 Times are medians over ``repeats`` calls after one warm-up call, with their spread.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _point(batch: int, seconds: Spread, **extra) -> dict:
 
 
 def floor_sweep(runtime: ModelRuntime, images: BenchImages, plan: SweepPlan) -> list[dict]:
-    """Seconds of one bare step (DAE forward + input gradient) per batch size, on adversarial-like images."""
+    """Seconds of one bare step (DAE forward + input gradient) per batch size, on adversarial images."""
     rows = []
     for batch in plan.batch_sizes:
         x = repeat_to(images.adversarial, batch).to(plan.device)
@@ -61,7 +61,7 @@ def floor_sweep(runtime: ModelRuntime, images: BenchImages, plan: SweepPlan) -> 
 
 def loop_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchImages, plan: SweepPlan,
                floor: list[dict]) -> list[dict]:
-    """``purify`` alone on adversarial-like batches, with its overhead ratio over n x the floor."""
+    """``purify`` alone on adversarial batches, with its overhead ratio over n x the floor."""
     floor_seconds = {row["batch"]: row["seconds"]["median"] for row in floor}
     rows = []
     for batch in plan.batch_sizes:

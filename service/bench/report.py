@@ -81,8 +81,8 @@ def _sweep(bundle: dict, peak: float) -> list[str]:
                           f"{c['mean_steps']:.1f}" if c else "–",
                           f"{c['seconds']['median'] / a['seconds']['median']:.2f}" if c else "–"])
         lines += [f"### Offline throughput, variant {variant}", ""] + _table(
-            ["batch", "floor ms/step", "floor GFLOP/s", "loop ms", "loop / (steps × floor)", "engine adv. images/s",
-             "steps", "achieved GFLOP/s", "of fp32 peak", "engine clean images/s", "steps", "clean/adv. cost"], table)
+            ["batch", "floor ms/step", "floor GFLOP/s", "loop ms", "loop / (steps × floor)", "engine PGD images/s",
+             "steps", "achieved GFLOP/s", "of fp32 peak", "engine clean images/s", "steps", "clean/PGD cost"], table)
     return lines
 
 
@@ -135,8 +135,7 @@ def render(result: dict) -> str:
     peak = result["peak"]["fp32_matmul_flops"]["median"]
     lines = [BEGIN, "", "## Measurements", ""] + _machine(result) + _targets(result) + _peak(result)
     for name, bundle in result["bundles"].items():
-        lines += [f"## Bundle `{name}`", "", f"Inputs: {bundle['inputs']}; adversarial-like = clean + random "
-                  f"sign noise ±{bundle['epsilon']:.4g} on every pixel, 8-bit. "
+        lines += [f"## Bundle `{name}`", "", f"Inputs: {bundle['inputs']}; adversarial: {bundle['attack']}. "
                   f"Settings: `{bundle['default_settings']}`.",
                   ""] + _flops(bundle) + _sweep(bundle, peak) + _candidates(bundle) + _engine_candidates(bundle)
     if result.get("served"):

@@ -57,7 +57,7 @@ def test_engine_candidates_report_accuracy_and_speed(tiny_models_dir):
     runtime = ModelRuntime(load_bundle(tiny_models_dir / "tiny"), torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
     clean = quantize(torch.rand(4, *runtime.bundle.input_shape, generator=generator))
-    images = BenchImages(clean, clean, torch.randint(0, 10, (4,), generator=generator), 0.1, "random")
+    images = BenchImages(clean, clean, torch.randint(0, 10, (4,), generator=generator), 0.1, "random", "none")
     plan = SweepPlan((2,), 1, torch.device("cpu"))
     report = compare_candidates(runtime, runtime.default_settings(), images, 2, plan)
     reference, *others = report["candidates"]

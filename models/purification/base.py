@@ -101,10 +101,12 @@ class IterativePurifier(Purifier):
                 sub = sub.detach().requires_grad_(True)
             dist = per_image_error(self.dae, sub, self.dae_input(sub, rows, noise))
             loss = self.loss(dist)
+            moving = (loss > 0).detach()
+            if not moving.any():  # every remaining image is done: skip the backward of a step nobody takes
+                break
             # sign(w) has zero derivative, so its second-order graph would only ever be multiplied by 0
             second_order = differentiable and self.settings.step != "sign"
             (grad,) = torch.autograd.grad(loss.sum(), sub, create_graph=second_order)
-            moving = (loss > 0).detach()
             w = beta * momentum.index_select(0, rows) + (1 - beta) * grad
             new = (sub - self.step_size(dist).view(-1, 1, 1, 1) * self._direction(w)).clamp(0, 1)
             new = torch.where(moving.view(-1, 1, 1, 1), new, sub)

@@ -20,7 +20,7 @@ import torch
 from models.bundle import load_bundle
 from models.purification import VARIANTS
 from service.bench.candidates import candidate_sweep
-from service.bench.flops import purification_flops
+from service.bench.flops import pool_flops, purification_flops
 from service.bench.inputs import bench_images, png_uploads
 from service.bench.machine import describe, peak_rates
 from service.bench.offline import SweepPlan, engine_sweep, floor_sweep, loop_sweep
@@ -102,6 +102,8 @@ def bench_bundle(path: Path, args: argparse.Namespace, plan: SweepPlan) -> dict:
     for variant in args.variants.split(",") if "flops" in sections else ():
         out["flops"][variant] = purification_flops(runtime.bundle, runtime.default_settings(variant=variant),
                                                     pool.clean[:1], pool.adversarial[:1])
+    if "flops" in sections:
+        out["pool_flops"] = pool_flops(runtime.bundle, default, pool.clean, pool.adversarial)
     out["floor"] = floor_sweep(runtime, pool, plan) if "floor" in sections else []
     if "candidates" in sections:
         out["candidates"] = candidate_sweep(runtime.dae, pool.adversarial, plan, args.candidate_batch_sizes)

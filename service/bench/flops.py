@@ -68,3 +68,21 @@ def purification_flops(bundle: Bundle, settings: PurifySettings, clean: torch.Te
             lambda: result.append(purify(dae, image, bundle.calibration, settings))) + classify
         counted[f"{kind}_steps"] = int(result[0].steps.sum())
     return counted
+
+
+def pool_flops(bundle: Bundle, settings: PurifySettings, clean: torch.Tensor, adversarial: torch.Tensor) -> dict:
+    """Mean FLOPs and steps per image when each pool (N, C, H, W) is purified and classified as one batch.
+
+    In a batch every step runs on the images still active, so these counts carry the early exits of the
+    whole pool; ``clean_to_adversarial`` is the load-independent version of the clean-cost target.
+    """
+    with torch.no_grad():
+        classify = count_flops(lambda: bundle.classifier(clean[:1]))
+    counted = {"batch": int(clean.shape[0])}
+    for kind, images in (("adversarial", adversarial), ("clean", clean)):
+        result: list = []
+        total = count_flops(lambda: result.append(purify(bundle.dae, images, bundle.calibration, settings)))
+        counted[f"{kind}_per_image"] = total / images.shape[0] + classify
+        counted[f"{kind}_mean_steps"] = result[0].steps.float().mean().item()
+    counted["clean_to_adversarial"] = counted["clean_per_image"] / counted["adversarial_per_image"]
+    return counted

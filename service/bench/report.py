@@ -55,9 +55,16 @@ def _flops(bundle: dict) -> list[str]:
              f"{f['adversarial_per_image'] / 1e9:.3f} ({f['adversarial_steps']} steps)",
              f"{f['clean_per_image'] / 1e9:.3f} ({f['clean_steps']} steps)", f"{f['classifier'] / 1e6:.2f}"]
             for v, f in bundle["flops"].items()]
-    return ["### FLOPs of one purification of one image", ""] + _table(
+    lines = ["### FLOPs of one purification of one image", ""] + _table(
         ["variant", "DAE fwd + input-grad MFLOP", "ideal GFLOP (n steps + classifier)", "counted, adversarial GFLOP",
          "counted, clean GFLOP", "classifier MFLOP"], rows)
+    pool = bundle.get("pool_flops")
+    if pool:
+        lines += [f"Whole pool as one batch of {pool['batch']} (default variant): adversarial "
+                  f"{pool['adversarial_per_image'] / 1e9:.3f} GFLOP and {pool['adversarial_mean_steps']:.2f} steps per "
+                  f"image, clean {pool['clean_per_image'] / 1e9:.3f} GFLOP and {pool['clean_mean_steps']:.2f} steps "
+                  f"(ratio {pool['clean_to_adversarial']:.2f}).", ""]
+    return lines
 
 
 def _sweep(bundle: dict, peak: float) -> list[str]:

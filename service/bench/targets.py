@@ -21,6 +21,11 @@ def evaluate(result: dict) -> list[dict]:
     name = served["bundle"] if served else next(iter(result["bundles"]))
     bundle = result["bundles"][name]
     checks = _candidate_checks(bundle)
+    if "pool_flops" in bundle:
+        pool = bundle["pool_flops"]
+        checks.insert(0, _check("clean image <= 50% of adversarial (FLOPs)", pool["clean_to_adversarial"], 0.5,
+                                True, f"counted FLOPs per image, pool of {pool['batch']} as one batch: clean "
+                                f"{pool['clean_mean_steps']:.2f} steps, adversarial {pool['adversarial_mean_steps']:.2f}"))
     if not bundle.get("engine"):
         return checks
     variant = next(iter(bundle["engine"]))

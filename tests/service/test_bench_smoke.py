@@ -32,6 +32,7 @@ def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
     tiny = result["bundles"]["tiny"]
     assert set(tiny["flops"]) == {"direct", "A", "B", "C", "D", "E", "F", "G"}
     assert tiny["flops"]["F"]["dae_step"] > tiny["flops"]["F"]["dae_forward"] > 0
+    assert tiny["pool_flops"]["batch"] == 4 and tiny["pool_flops"]["clean_to_adversarial"] > 0
     assert [row["batch"] for row in tiny["floor"]] == [1, 2]
     assert {(row["layout"], row["precision"]) for row in tiny["candidates"]} >= {("nchw", "fp32"), ("nchw", "bf16")}
     assert {row["kind"] for row in tiny["engine"]["F"]} == {"clean", "adversarial"}

@@ -6,7 +6,8 @@ to ``max_wait`` seconds (measured from that request's arrival) for more, takes r
 arrival order while they fit in ``max_batch_size`` images, runs the batch in a one-thread
 executor off the event loop, and resolves each request's future with its own slice.
 
-- A batch that raises fails each of its requests with that error; the worker carries on.
+- A batch that runs out of device memory is split in halves and retried (recursively) before it
+  fails; a batch that raises fails each of its requests with that error; the worker carries on.
 - The queue is bounded across lanes (``max_queue_size`` images): beyond it :class:`QueueFull`
   is raised at once, with a Retry-After estimate.
 - A request past its deadline raises :class:`DeadlineExceeded`; it is dropped from its lane
@@ -34,6 +35,21 @@ log = logging.getLogger(__name__)
 
 BatchFn = Callable[[torch.Tensor], Sequence[Any]]
 """Runs one batch: (N, C, H, W) images -> N per-image results, in order."""
+
+
+def run_split_on_oom(run: BatchFn, images: torch.Tensor) -> list[Any]:
+    """``run(images)``; on out-of-memory, free the CUDA cache and run each half (recursively): a device
+    that cannot hold the whole batch may hold its halves. Raises when a single image does not fit."""
+    try:
+        return list(run(images))
+    except torch.OutOfMemoryError:
+        if images.shape[0] == 1:
+            raise
+        log.warning("out of memory on a batch of %d images; retrying it in halves", images.shape[0])
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = images.shape[0] // 2
+    return run_split_on_oom(run, images[:half]) + run_split_on_oom(run, images[half:])
 
 
 class QueueFull(Exception):
@@ -223,7 +239,8 @@ class Batcher:
         self._update_idle()
         started = time.monotonic()
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._executor, lane.run, images)
+            results = await asyncio.get_running_loop().run_in_executor(self._executor, run_split_on_oom, lane.run,
+                                                                       images)
             if len(results) != images.shape[0]:
                 raise RuntimeError(f"batch function returned {len(results)} results for {images.shape[0]} images")
         except Exception as err:  # the batch's error goes to each of its callers

@@ -40,6 +40,8 @@ def _targets(result: dict) -> list[str]:
         value = "–" if c["value"] is None else f"{c['value']:.3f}"
         limit = ("≤ " if c["at_most"] else "≥ ") + f"{c['limit']:g}"
         rows.append([c["target"], value, limit, verdict, c["detail"]])
+    if not rows:
+        return ["## Targets", "", "None of the measured sections decides a target.", ""]
     return ["## Targets", ""] + _table(["target", "value", "limit", "verdict", "how"], rows)
 
 

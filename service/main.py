@@ -8,10 +8,11 @@ from fastapi import FastAPI
 
 from service.api.routes import api_router
 from service.errors import install_error_handlers
-from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.middleware import AdmissionMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from service.settings import Settings
 from service.state import ServiceState
 
+IMAGE_ROUTES = frozenset({"/purify", "/classify", "/score"})
 DESCRIPTION = ("Purifies images with a denoising autoencoder before classification (APuDAE). "
                "Every error is JSON `{\"detail\": ...}` saying what to fix. See docs/SERVICE.md.")
 
@@ -35,5 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.settings.max_body_bytes)
+    limits = state.settings  # an image request holds at least one image: the queue plus one batch bounds them
+    app.add_middleware(AdmissionMiddleware, max_in_flight=limits.max_queue_size + limits.max_batch_size,
+                       paths=IMAGE_ROUTES, metrics=state.metrics)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

@@ -1,4 +1,4 @@
-"""ASGI middleware: request-body limit (413) and per-route request metrics.
+"""ASGI middleware: admission control (429), request-body limit (413) and per-route request metrics.
 
 Both are plain ASGI so they see every request, including those refused before routing.
 """
@@ -19,11 +19,11 @@ class BodyTooLarge(HTTPException):
     """The request body exceeds the configured limit (413)."""
 
 
-async def send_json_error(send: Send, status: int, detail: str) -> None:
+async def send_json_error(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
     """Answer a plain-ASGI request with ``{"detail": ...}``."""
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -65,6 +65,29 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 await send_json_error(send, 413, self._message())
+
+
+class AdmissionMiddleware:
+    """Refuse requests to ``paths`` beyond ``max_in_flight`` at once with 429 and Retry-After, before
+    their bodies are read or decoded: under overload a refusal must cost next to nothing, else
+    reading and decoding what will be refused anyway starves the event loop and every answer is late."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, paths: frozenset[str], metrics: ServiceMetrics):
+        self.app, self.max_in_flight, self.paths, self.metrics = app, max_in_flight, paths, metrics
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        if self.in_flight >= self.max_in_flight:
+            self.metrics.rejections.labels("queue_full").inc()
+            return await send_json_error(send, 429, "the server is at capacity; retry after 1 s",
+                                         [(b"retry-after", b"1")])
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 class MetricsMiddleware:

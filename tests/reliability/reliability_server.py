@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.bench.served import _wait_ready as wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 START_WAIT = 120.0  # seconds: importing torch and warming up on a busy 2-core machine
@@ -52,24 +54,16 @@ class Served:
         return time.monotonic() - started
 
 
+def metric_samples(metrics: str, name: str, **labels: str) -> list[tuple[dict, float]]:
+    """(labels, value) of the Prometheus exposition's samples called ``name`` whose labels include ``labels``."""
+    return [(s.labels, s.value) for family in text_string_to_metric_families(metrics) for s in family.samples
+            if s.name == name and labels.items() <= s.labels.items()]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _wait_ready(served: Served) -> None:
-    deadline = time.monotonic() + START_WAIT
-    while time.monotonic() < deadline:
-        if served.process.poll() is not None:
-            raise AssertionError(f"apudae serve exited with {served.process.returncode}:\n{served.log.read_text()}")
-        try:
-            if httpx.get(f"{served.url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"apudae serve not ready within {START_WAIT} s")
 
 
 @contextmanager
@@ -86,7 +80,7 @@ def serve(models_dir: Path, workdir: Path, **settings) -> Iterator[Served]:
                                    stdout=out, stderr=subprocess.STDOUT)
     served = Served(f"http://127.0.0.1:{port}", process, log)
     try:
-        _wait_ready(served)
+        wait_ready(served.url, process, START_WAIT)  # raises when the process exits first; see its log
         yield served
     finally:
         if process.poll() is None:

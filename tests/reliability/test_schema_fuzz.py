@@ -6,14 +6,16 @@ Evaluation jobs it starts fail at once: the server's data directory is empty."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
 
 from reliability_fixtures import ADMIN_TOKEN
-from reliability_server import serve
+from reliability_server import metric_samples, serve
 
 EXAMPLES = 25 * (10 if os.environ.get("APUDAE_SOAK") == "1" else 1)
 CALL_TIMEOUT = 30.0
@@ -24,6 +26,15 @@ def served(tiny_models_dir, tmp_path_factory):
     with serve(tiny_models_dir, tmp_path_factory.mktemp("schema-fuzz"), admin_token=ADMIN_TOKEN,
                max_images=8, max_pixels=256 * 256, max_body_bytes=2 * 2**20, eval_max_samples=2) as served:
         yield served
+        print("schema fuzz answers by status:", answers_by_status(httpx.get(f"{served.url}/metrics").text))
+
+
+def answers_by_status(metrics: str) -> dict[str, int]:
+    """The server's own count of the requests it answered, by status (schema download included)."""
+    counts: Counter = Counter()
+    for labels, value in metric_samples(metrics, "apudae_http_requests_total"):
+        counts[labels["status"]] += int(value)
+    return dict(sorted(counts.items()))
 
 
 @pytest.fixture(scope="module")

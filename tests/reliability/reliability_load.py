@@ -2,7 +2,9 @@
 rate (no coordinated omission), and the tally of what came back.
 
 Every request goes on a fresh connection, so a refused connection (the server no longer listens)
-is told apart from a request that was accepted and then dropped (lost)."""
+is told apart from a request that was accepted and then dropped (lost). A connection closed with
+no answer is counted apart (``reset``): on shutdown uvicorn closes only connections whose request
+headers it has not finished reading, so there it means "never accepted"; anywhere else it is lost."""
 from __future__ import annotations
 
 import asyncio
@@ -19,11 +21,13 @@ REFUSALS = (429, 503)
 
 @dataclass
 class Tally:
-    """Outcomes of a run. ``lost``: accepted and then no answer (reset, timeout); must stay 0."""
+    """Outcomes of a run: sent = answered + refused + reset + lost. ``lost``: no answer (timeout, other
+    errors); must stay 0. ``reset``: closed with no answer (see the module docstring)."""
 
     sent: int = 0
     answered: int = 0  # 200
     refused: int = 0  # 429/503 with Retry-After, or connection refused before acceptance
+    reset: int = 0
     lost: int = 0
     statuses: Counter = field(default_factory=Counter)
     refused_without_retry_after: int = 0
@@ -32,7 +36,8 @@ class Tally:
     latencies: list[float] = field(default_factory=list)  # of the 200s, seconds
 
     def summary(self) -> dict:
-        return {"sent": self.sent, "answered": self.answered, "refused": self.refused, "lost": self.lost,
+        return {"sent": self.sent, "answered": self.answered, "refused": self.refused, "reset": self.reset,
+                "lost": self.lost,
                 "statuses": dict(self.statuses), "connection_refused": self.connection_refused,
                 "refused_without_retry_after": self.refused_without_retry_after, "errors": dict(self.errors),
                 "max_latency_s": round(max(self.latencies, default=0.0), 3)}
@@ -59,6 +64,9 @@ class Load:
         except httpx.ConnectError:
             tally.refused += 1
             tally.connection_refused += 1
+            return
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            tally.reset += 1
             return
         except httpx.HTTPError as err:
             tally.lost += 1

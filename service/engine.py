@@ -58,12 +58,17 @@ def onnx_providers(device: torch.device) -> list:
 
 
 class ModelRuntime:
-    """A loaded bundle ready to serve on ``device``."""
+    """A loaded bundle ready to serve on ``device``.
 
-    def __init__(self, bundle: Bundle, device: torch.device):
-        self.bundle, self.device = bundle, device
+    precision "bf16" runs the purification loop under ``torch.autocast(bfloat16)`` with the DAE in
+    channels_last (weights stay fp32); "fp32" runs it in full precision. /score always runs in fp32.
+    """
+
+    def __init__(self, bundle: Bundle, device: torch.device, precision: str = "fp32"):
+        self.bundle, self.device, self.precision = bundle, device, precision
         self.name = bundle.name
-        self.dae = bundle.dae.to(device)
+        layout = torch.channels_last if precision == "bf16" else torch.contiguous_format
+        self.dae = bundle.dae.to(device, memory_format=layout)
         self.calibration = bundle.calibration
         self.session = ort.InferenceSession(str(bundle.onnx_path), providers=onnx_providers(device))
         self.input_name = self.session.get_inputs()[0].name
@@ -84,7 +89,8 @@ class ModelRuntime:
 
     def purify(self, images: torch.Tensor, settings: PurifySettings) -> list[Purified]:
         """Purify with ``settings``; each result holds its image and its errors before and after."""
-        result = purify(self.dae, images, self.calibration, settings)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            result = purify(self.dae, images, self.calibration, settings)
         pixels = result.images.detach().float().cpu()
         return [Purified(pixels[i], before, after, steps) for i, (before, after, steps) in enumerate(
             zip(self._scored(result.error_before), result.error_after.tolist(), result.steps.tolist()))]
@@ -107,14 +113,14 @@ class ModelRuntime:
         self.classify(images, self.default_settings())
 
 
-def load_models(model_dir: Path, device: torch.device) -> dict[str, ModelRuntime]:
+def load_models(model_dir: Path, device: torch.device, precision: str = "fp32") -> dict[str, ModelRuntime]:
     """Load and warm up every bundle under ``model_dir``; a bundle that fails is logged and left out."""
     runtimes: dict[str, ModelRuntime] = {}
     for path in sorted(p for p in model_dir.iterdir() if p.is_dir()):
         if not (path / "bundle.json").is_file():
             continue
         try:
-            runtime = ModelRuntime(load_bundle(path), device)
+            runtime = ModelRuntime(load_bundle(path), device, precision)
             runtime.warm_up()
         except BundleError as err:
             log.error("model %s left out: %s", path.name, err)

@@ -42,7 +42,8 @@ class ServiceState:
     async def start(self) -> None:
         """Load and warm every bundle, then open the batcher and the job runner; raises if nothing loads."""
         settings = self.settings
-        self.models = await asyncio.to_thread(load_models, settings.model_dir, torch.device(settings.device))
+        self.models = await asyncio.to_thread(load_models, settings.model_dir, torch.device(settings.device),
+                                          settings.precision)
         if not self.models:
             raise RuntimeError(f"no model could be loaded from {settings.model_dir}; see the errors above")
         if settings.default_model is not None and settings.default_model not in self.models:

@@ -51,7 +51,7 @@ class Attack:
 
     def settings(self) -> dict:
         """Every parameter of the attack, for the report."""
-        return {k: v for k, v in vars(self).items()}
+        return dict(vars(self))
 
     def project(self, adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Clip_x^eps then [0, 1] (the pi of eq. 14, 15)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -56,6 +57,6 @@ def run(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         summary = run_evaluation(config, progress)
-    print((summary["files"]["markdown"] and open(summary["files"]["markdown"]).read()))
+    print(Path(summary["files"]["markdown"]).read_text())
     print(f"wrote {', '.join(summary['files'].values())}")
     return 0

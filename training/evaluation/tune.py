@@ -1,0 +1,56 @@
+"""Tune purification settings on the bundle's *training holdout* (never the test split).
+
+    python -m training.evaluation.tune --bundle models/cifar10 --epsilon 0.0313725 --samples 500 \\
+        --grid '{"gamma": 0.01}' '{"gamma": 0.03}' '{"variant": "E"}'
+
+Each grid point is a set of ``PurifySettings`` overrides; every point runs the same grey-box benchmark
+(``run_evaluation``) on the same holdout images, and one markdown line per point is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from models.bundle import load_bundle
+from training.data import load_dataset, train_holdout_split
+from training.evaluation.config import EvaluationConfig
+from training.evaluation.harness import run_evaluation
+
+
+def holdout_images(bundle_path: str, data_dir: str | None = None):
+    """The holdout part of the training split the bundle was calibrated on, as an ImageSet."""
+    meta = load_bundle(bundle_path).meta["provenance"]
+    train = load_dataset(meta["dataset"], "train", data_dir)
+    _, holdout = train_holdout_split(len(train), meta["recipe"]["holdout"], seed=meta.get("seed", 0))
+    return train.subset(holdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--grid", nargs="+", required=True, help="JSON objects of PurifySettings overrides")
+    parser.add_argument("--attacks", default="fgsm,bim")
+    parser.add_argument("--epsilon", type=float, default=0.1)
+    parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-dir")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data = holdout_images(args.bundle, args.data_dir)
+    attacks = tuple(args.attacks.split(","))
+    print("| settings | " + " | ".join(("clean",) + attacks) + " |")
+    for point in args.grid:
+        overrides = json.loads(point)
+        config = EvaluationConfig(bundle=args.bundle, variant=overrides.pop("variant", None), purify=overrides,
+                                  attacks=attacks, epsilons=(args.epsilon,), samples=args.samples)
+        summary = run_evaluation(config, data=data)
+        variant = summary["purification"]["variant"]
+        accuracy = {c["attack"]: c["accuracy"] for c in summary["cells"] if c["defence"] == variant}
+        print(f"| {point} | " + " | ".join(f"{accuracy[a]:.3f}" for a in ("clean",) + attacks) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -15,7 +15,9 @@ from torch import nn
 @dataclass(frozen=True)
 class ClassifierConfig:
     """arch: "mnist_cnn" or "resnet9"; width: channels of the first stage;
-    mean/std: per-channel normalisation applied inside the model."""
+    mean/std: per-channel normalisation applied inside the model;
+    flip_average: in eval mode, average the logits of the image and its left-right mirror
+    (test-time augmentation without extra weights; training is unaffected)."""
 
     arch: str = "mnist_cnn"
     in_channels: int = 1
@@ -23,6 +25,7 @@ class ClassifierConfig:
     width: int = 32
     mean: tuple[float, ...] = field(default=(0.5,))
     std: tuple[float, ...] = field(default=(0.5,))
+    flip_average: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,4 +122,7 @@ class ImageClassifier(nn.Module):
         self.net = _ARCHITECTURES[config.arch](config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(x))
+        logits = self.net(self.normalize(x))
+        if self.config.flip_average and not self.training:
+            logits = (logits + self.net(self.normalize(x.flip(3)))) / 2
+        return logits

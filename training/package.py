@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from training.calibrate import per_image_errors
 from training.data import load_dataset, train_holdout_split
 from training.loops import accuracy, load_trained
 from training.options import add_data_options, apply_threads, workdir_of
+from training.recipes import recipe_for
 
 ONNX_TOLERANCE = 1e-4
 DATA_LABELS = {"cifar10": "CIFAR-10 (JPEG copy) when read from cifar10-jpeg", "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
@@ -122,9 +124,13 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     workdir = workdir_of(args)
     classifier, clf_meta = load_trained(workdir, "classifier")
+    # flip averaging is a test-time option: take it from the current recipe even for runs trained before it
+    flip_average = recipe_for(args.dataset).classifier.flip_average
+    classifier.config = replace(classifier.config, flip_average=flip_average)
     dae, dae_meta = load_trained(workdir, "dae")
     try:
         adversarial, adv_meta = load_trained(workdir, "adversarial")
+        adversarial.config = classifier.config
     except FileNotFoundError as missing:
         print(f"no adversarially trained baseline in this bundle: {missing}")
         adversarial, adv_meta = None, None

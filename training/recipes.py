@@ -59,7 +59,8 @@ RECIPES: dict[str, Recipe] = {
     ),
     "cifar10": Recipe(
         dataset="cifar10",
-        classifier=ClassifierConfig("resnet9", 3, 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        classifier=ClassifierConfig("resnet9", 3, 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                                    flip_average=True),
         dae=DAEConfig(in_channels=3, depth=15, sigma_max=0.1),
         classifier_epochs=11,
         classifier_batch=256,

@@ -46,6 +46,7 @@ RECIPES: dict[str, Recipe] = {
         classifier=ClassifierConfig("mnist_cnn", 1, 10, 32, (0.1307,), (0.3081,)),
         dae=DAEConfig(in_channels=1, depth=5, sigma_max=0.3),
         classifier_epochs=3,
+        adversarial_epochs=1,
         purification={"variant": "F", "n": 15, "alpha": 0.01, "beta": 0.9, "gamma": 0.05},
     ),
     "fashion-mnist": Recipe(

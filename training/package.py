@@ -124,9 +124,10 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     workdir = workdir_of(args)
     classifier, clf_meta = load_trained(workdir, "classifier")
-    # flip averaging is a test-time option: take it from the current recipe even for runs trained before it
-    flip_average = recipe_for(args.dataset).classifier.flip_average
-    classifier.config = replace(classifier.config, flip_average=flip_average)
+    # test-time choices (flip averaging, purification defaults) come from the current recipe, even for
+    # runs trained before they were set
+    current = recipe_for(args.dataset)
+    classifier.config = replace(classifier.config, flip_average=current.classifier.flip_average)
     dae, dae_meta = load_trained(workdir, "dae")
     try:
         adversarial, adv_meta = load_trained(workdir, "adversarial")
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         "recipe": recipe, "history": {k: v["history"] for k, v in parts.items()},
     }
     out = Path(args.out or f"models/{args.dataset}")
-    meta = write_bundle(out, args.dataset, dae, classifier, calibration, train.classes, recipe["purification"],
+    meta = write_bundle(out, args.dataset, dae, classifier, calibration, train.classes, current.purification,
                         provenance, metrics, adversarial)
     print(json.dumps({"bundle": str(out), **meta["metrics"], "mu": calibration.mu, "sigma": calibration.sigma}))
     return 0

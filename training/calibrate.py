@@ -11,19 +11,9 @@ import json
 import torch
 
 from models.calibration import Calibration
-from models.dae import reconstruction_error
 from training.data import ImageSet, load_dataset, train_holdout_split
-from training.loops import load_trained
+from training.loops import load_trained, per_image_errors
 from training.options import add_data_options, apply_threads, workdir_of
-
-
-@torch.no_grad()
-def per_image_errors(dae: torch.nn.Module, data: ImageSet, batch_size: int = 500) -> torch.Tensor:
-    """eq. 7 error of every image of ``data`` under ``dae`` (eval mode): (N,) float32."""
-    dae.eval()
-    chunks = [reconstruction_error(dae, data.images[i:i + batch_size].float() / 255)
-              for i in range(0, len(data), batch_size)]
-    return torch.cat(chunks)
 
 
 def calibrate(dae: torch.nn.Module, holdout: ImageSet) -> Calibration:

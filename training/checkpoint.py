@@ -19,6 +19,11 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _model_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's state dict out of a checkpoint's tensors (keys prefixed "model.")."""
+    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> None:
     """Write ``path``.safetensors and ``path``.json; the JSON is written last and marks completion."""
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -44,7 +49,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         return None
     meta = json.loads(meta_file.read_text())
     tensors = load_file(str(weights))
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(_model_tensors(tensors))
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("opt."):
@@ -70,5 +75,4 @@ def read_finished_run(path: Path, planned_epochs_key: str) -> tuple[dict, dict[s
     planned = meta["recipe"][planned_epochs_key]
     if meta["epoch"] < planned:
         raise FileNotFoundError(f"{path} has finished {meta['epoch']} of {planned} epochs: resume `apudae train`")
-    tensors = load_file(str(weights))
-    return meta, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    return meta, _model_tensors(load_file(str(weights)))

@@ -47,13 +47,12 @@ def accuracy(model: torch.nn.Module, data: ImageSet, batch_size: int = 500) -> f
 
 
 @torch.no_grad()
-def mean_reconstruction_error(dae: torch.nn.Module, data: ImageSet, batch_size: int = 500) -> float:
-    """Mean of eq. 7's per-image error over ``data`` (eval mode)."""
+def per_image_errors(dae: torch.nn.Module, data: ImageSet, batch_size: int = 500) -> torch.Tensor:
+    """eq. 7 error of every image of ``data`` under ``dae`` (eval mode): (N,) float32."""
     dae.eval()
-    total = 0.0
-    for start in range(0, len(data), batch_size):
-        total += reconstruction_error(dae, data.images[start:start + batch_size].float() / 255).sum().item()
-    return total / len(data)
+    chunks = [reconstruction_error(dae, data.images[i:i + batch_size].float() / 255)
+              for i in range(0, len(data), batch_size)]
+    return torch.cat(chunks)
 
 
 def _build(part: str, recipe_dict: dict) -> torch.nn.Module:
@@ -141,7 +140,7 @@ def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdi
             bar.set_postfix(loss=f"{running / seen:.4f}", refresh=False)
         record = {"epoch": epoch + 1, "train_loss": running / seen, "seconds": time.time() - started}
         if is_dae:
-            record["val_clean_reconstruction_error"] = mean_reconstruction_error(model, val)
+            record["val_clean_reconstruction_error"] = per_image_errors(model, val).mean().item()
         else:
             record["val_accuracy"] = accuracy(model, val)
         meta = {"epoch": epoch + 1, "history": meta["history"] + [record],

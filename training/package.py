@@ -21,9 +21,8 @@ from safetensors.torch import save_file
 
 from models.bundle import BUNDLE_FILE, sha256_file
 from models.calibration import Calibration
-from training.calibrate import per_image_errors
 from training.data import load_dataset, train_holdout_split
-from training.loops import accuracy, load_trained
+from training.loops import accuracy, load_trained, per_image_errors
 from training.options import add_data_options, apply_threads, workdir_of
 from training.recipes import recipe_for
 

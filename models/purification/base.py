@@ -3,7 +3,8 @@
 A variant only says what differs: its loss of the per-image error (``loss``), whether it uses
 momentum, its step size (``step_size``), the DAE's input (``dae_input``, noise for F/G) and the start
 point (``start``, a random transform for G). ``IterativePurifier`` owns the rest: per-image losses,
-momentum, the step rule, clipping to [0, 1], early exit of images whose loss is zero, step counts, and a
+momentum, the step rule, clipping to [0, 1], early exit of images whose loss is zero (with
+``settings.carry``, only those that never moved: a moved image keeps its momentum), step counts, and a
 differentiable mode in which gradients flow through every step (for the adaptive attacks).
 """
 from __future__ import annotations
@@ -102,6 +103,8 @@ class IterativePurifier(Purifier):
             dist = per_image_error(self.dae, sub, self.dae_input(sub, rows, noise))
             loss = self.loss(dist)
             moving = (loss > 0).detach()
+            if self.settings.carry and beta > 0:  # eq. 9-13: a nonzero momentum keeps moving the image
+                moving |= steps.index_select(0, rows) > 0
             if not moving.any():  # every remaining image is done: skip the backward of a step nobody takes
                 break
             # sign(w) has zero derivative, so its second-order graph would only ever be multiplied by 0

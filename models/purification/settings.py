@@ -25,6 +25,11 @@ class PurifySettings:
     gamma: std of the Gaussian noise added to the DAE's input at each step (F, G: eq. 12, 13).
     scale, rotation: G's random transform (eq. 13): zoom factor f ~ U[scale] and angle
         theta ~ U[-rotation, rotation] degrees, drawn per image.
+    carry: what an image does once its loss reaches zero after it has moved (E/F/G, the variants whose loss
+        can reach zero). True (the paper's eq. 9-13 as written): w_i = beta * w_{i-1} keeps stepping it along
+        its momentum for the rest of the n steps, so an image that starts above mu runs all n steps. False:
+        it leaves the loop at once (cheaper, and stops just under mu). Either way an image that starts under
+        mu has no momentum and takes no step.
     seed: None for fresh randomness; an int makes F and G repeatable: each image's noise comes from its
         own generator seeded by (seed, the image's 8-bit content), so a batch gives the same results as
         the same images one at a time.
@@ -38,6 +43,7 @@ class PurifySettings:
     gamma: float = 0.05
     scale: tuple[float, float] = (0.9, 1.1)
     rotation: float = 10.0
+    carry: bool = True
     seed: int | None = None
 
     def __post_init__(self):

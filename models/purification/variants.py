@@ -53,8 +53,8 @@ class TargetDistribution(Momentum):
 
 
 class TargetAboveMu(Momentum):
-    """E, the modified update rule: L = max(dist - mu, 0) / sigma. Images under mu are left unchanged and
-    an image stops as soon as its error falls under mu."""
+    """E, the modified update rule: L = max(dist - mu, 0) / sigma. Images under mu are left unchanged; an
+    image that started above mu keeps its momentum after its error falls under mu (``settings.carry``)."""
 
     def loss(self, dist: torch.Tensor) -> torch.Tensor:
         return (dist - self.calibration.mu).clamp_min(0) / self.calibration.sigma

@@ -85,12 +85,22 @@ def test_e_leaves_images_under_mu_unchanged(dae, images):
     torch.testing.assert_close(result.error_before, reconstruction_error(dae, images).detach())
 
 
-def test_e_stops_an_image_once_under_mu(dae, images):
+def test_e_without_carry_stops_an_image_once_under_mu(dae, images):
     dist, _ = dist_and_grad(dae, images)
     cal = calibration_at(dist.min().item() * 0.999)  # every image starts above mu, barely
-    result = purify(dae, images, cal, PurifySettings(variant="E", n=50, alpha=0.01))
+    result = purify(dae, images, cal, PurifySettings(variant="E", n=50, alpha=0.01, carry=False))
     assert (result.steps < 50).all() and (result.steps >= 1).all()
     assert (result.error_after <= cal.mu).all()
+
+
+def test_e_with_carry_keeps_stepping_along_the_momentum_under_mu(dae, images):
+    """eq. 9-13 as written: under mu the gradient is 0 but w_i = beta * w_{i-1} still moves the image."""
+    dist, _ = dist_and_grad(dae, images)
+    cal = calibration_at(dist.min().item() * 0.999)
+    stopped = purify(dae, images, cal, PurifySettings(variant="E", n=50, alpha=0.01, carry=False))
+    carried = purify(dae, images, cal, PurifySettings(variant="E", n=50, alpha=0.01, carry=True))
+    assert carried.steps.tolist() == [50] * 5
+    assert ((carried.images - images).abs().amax(dim=(1, 2, 3)) > (stopped.images - images).abs().amax(dim=(1, 2, 3))).all()
 
 
 def test_f_with_zero_gamma_equals_e(dae, images):

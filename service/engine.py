@@ -50,6 +50,16 @@ class Classified:
     purified: Purified | None
 
 
+def onnx_session_options() -> ort.SessionOptions:
+    """onnxruntime on the same cores as torch: as many intra-op threads as torch uses, and no spin-waiting
+    after a run (the default), whose busy threads would take the cores from the next purification."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 def onnx_providers(device: torch.device) -> list:
     """CUDA provider on the service's GPU when onnxruntime has it, else CPU."""
     if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -60,17 +70,20 @@ def onnx_providers(device: torch.device) -> list:
 class ModelRuntime:
     """A loaded bundle ready to serve on ``device``.
 
-    precision "bf16" runs the purification loop under ``torch.autocast(bfloat16)`` with the DAE in
-    channels_last (weights stay fp32); "fp32" runs it in full precision. /score always runs in fp32.
+    precision "bf16" runs the purification loop under ``torch.autocast(bfloat16)`` (weights stay fp32);
+    "fp32" runs it in full precision. /score always runs in fp32. The DAE is channels_last for bf16 and
+    on CPU, where oneDNN's convolutions prefer it (engine x1.33 in fp32 on the idle 2-core machine, no
+    prediction changed: docs/PERFORMANCE.md); CUDA fp32 keeps NCHW (not measured there).
     """
 
     def __init__(self, bundle: Bundle, device: torch.device, precision: str = "fp32"):
         self.bundle, self.device, self.precision = bundle, device, precision
         self.name = bundle.name
-        layout = torch.channels_last if precision == "bf16" else torch.contiguous_format
+        layout = torch.channels_last if precision == "bf16" or device.type == "cpu" else torch.contiguous_format
         self.dae = bundle.dae.to(device, memory_format=layout)
         self.calibration = bundle.calibration
-        self.session = ort.InferenceSession(str(bundle.onnx_path), providers=onnx_providers(device))
+        self.session = ort.InferenceSession(str(bundle.onnx_path), onnx_session_options(),
+                                            providers=onnx_providers(device))
         self.input_name = self.session.get_inputs()[0].name
 
     def default_settings(self, **overrides) -> PurifySettings:

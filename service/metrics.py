@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
+                               disable_created_metrics)
 
 from models.calibration import ERROR_BUCKETS, Calibration
 
@@ -34,6 +35,7 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ... (Linux)
         self.requests = Counter("apudae_http_requests_total", "HTTP requests answered, by route template and status",
                                 ["route", "method", "status"], registry=r)
         self.request_seconds = Histogram("apudae_http_request_duration_seconds", "HTTP request latency",

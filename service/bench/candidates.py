@@ -24,9 +24,10 @@ CANDIDATES = (("nchw", "fp32"), ("channels_last", "fp32"), ("nchw", "bf16"), ("c
 
 
 def laid_out(dae: torch.nn.Module, layout: str) -> torch.nn.Module:
-    """``dae`` itself for "nchw"; a channels_last copy for "channels_last" (inputs may stay NCHW: the
-    convolutions follow the weights' layout)."""
-    return dae if layout == "nchw" else copy.deepcopy(dae).to(memory_format=torch.channels_last)
+    """A copy of ``dae`` with NCHW ("nchw") or channels_last weights, whatever the layout of ``dae`` (inputs
+    may stay NCHW: the convolutions follow the weights' layout)."""
+    layout_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    return copy.deepcopy(dae).to(memory_format=layout_format)
 
 
 def precision_context(precision: str, device: torch.device):

@@ -68,20 +68,21 @@ def _client(connections: int) -> httpx.AsyncClient:
 
 
 async def closed_loop(target: Target, clients: int, duration: float) -> LoadRun:
-    """``clients`` concurrent senders for ``duration`` s; requests in flight at the end are awaited."""
+    """``clients`` concurrent senders for ``duration`` s; requests in flight at the end are awaited.
+    Each sender has its own one-connection ``httpx.AsyncClient``, as separate client apps would."""
     run = LoadRun()
-    async with _client(clients) as client:
-        start = time.perf_counter()
-        end = start + duration
+    start = time.perf_counter()
+    end = start + duration
 
-        async def sender() -> None:
+    async def sender() -> None:
+        async with _client(1) as client:
             while time.perf_counter() < end:
                 sent = time.perf_counter()
                 status = await target.send(client)
                 run.record(status, time.perf_counter() - sent)
 
-        await asyncio.gather(*(sender() for _ in range(clients)))
-        run.elapsed = time.perf_counter() - start
+    await asyncio.gather(*(sender() for _ in range(clients)))
+    run.elapsed = time.perf_counter() - start
     return run
 
 

@@ -2,7 +2,8 @@
 
 Per batch size b (images cycled from the bench images):
 - ``floor``: one DAE forward + input-gradient backward on b images (``flops.dae_step``);
-- ``loop``: ``purify`` alone on adversarial images, and its overhead over n x floor;
+- ``loop``: ``purify`` alone on adversarial images, and its overhead over (mean steps of the timed calls)
+  x floor;
 - ``engine``: ``ModelRuntime.classify`` (purify + the ONNX classifier, what a served batch runs) on
   clean and on adversarial images.
 Times are medians over ``repeats`` calls after one warm-up call, with their spread.
@@ -66,8 +67,13 @@ def loop_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchIma
     rows = []
     for batch in plan.batch_sizes:
         x = repeat_to(images.adversarial, batch)
-        steps = purify(runtime.dae, x, runtime.calibration, settings).steps.float().mean().item()
-        seconds = timed(lambda: purify(runtime.dae, x, runtime.calibration, settings), plan)
+        steps_per_call: list[float] = []  # F/G's fresh noise changes the steps from call to call
+
+        def call() -> None:
+            steps_per_call.append(purify(runtime.dae, x, runtime.calibration, settings).steps.float().mean().item())
+
+        seconds = timed(call, plan)
+        steps = sum(steps_per_call[1:]) / len(steps_per_call[1:])  # the timed calls, not the warm-up
         bound = steps * floor_seconds[batch] if batch in floor_seconds else float("nan")
         rows.append(_point(batch, seconds, mean_steps=steps,
                            overhead_ratio=seconds.median / bound if bound > 0 else None))

@@ -77,10 +77,13 @@ def _sweep(bundle: dict, peak: float) -> list[str]:
         loop = {r["batch"]: r for r in bundle["loop"].get(variant, [])}
         adv = {r["batch"]: r for r in rows if r["kind"] == "adversarial"}
         clean = {r["batch"]: r for r in rows if r["kind"] == "clean"}
-        per_image = bundle["flops"].get(variant, {}).get("adversarial_per_image", 0)
+        counted = bundle["flops"].get(variant, {})
         table = []
         for b in sorted(adv):
             a, c, f, lo = adv[b], clean.get(b), floor.get(b), loop.get(b)
+            # this batch's mean steps, plus the errors before and after (2 DAE forwards) and the classifier
+            per_image = (a["mean_steps"] * counted.get("dae_step", 0) + 2 * counted.get("dae_forward", 0)
+                         + counted.get("classifier", 0))
             achieved = a["images_per_s"]["median"] * per_image
             table.append([b, _spread(f and f["seconds"], 1e3, 2),
                           f"{step_flops * b / f['seconds']['median'] / 1e9:.1f}" if f else "–",
@@ -124,7 +127,9 @@ def _engine_candidates(bundle: dict) -> list[str]:
 
 def _served(served: dict) -> list[str]:
     lines = ["## Served throughput and latency", "", f"Bundle `{served['bundle']}`, {served['inputs']}; "
-             "latencies in ms, open-loop latency counted from each request's scheduled departure.", ""]
+             "latencies in ms, open-loop latency counted from each request's scheduled departure; CPU: the "
+             "service process's and the load generator's CPU time (both on this machine's cores), and their sum "
+             "as a share of all cores over the run.", ""]
     for label in ("batched", "unbatched"):
         s = served[label]
         lines += [f"### max batch {s['max_batch_size']} (wait {s['max_batch_wait'] * 1e3:g} ms): saturation "
@@ -132,10 +137,13 @@ def _served(served: dict) -> list[str]:
         for mode, key in (("closed loop", "clients"), ("open loop", "rate")):
             rows = [[f"{r[key]:g}" if key == "clients" else f"{r[key]:.1f}", _spread(r["throughput"]),
                      _spread(r["p50"], 1e3, 0), _spread(r["p90"], 1e3, 0), _spread(r["p99"], 1e3, 0),
-                     _spread(r["mean_batch"]), _spread(r["rejected_share"], 100, 1), r["errors"]]
+                     _spread(r["mean_batch"]), _spread(r["rejected_share"], 100, 1), r["errors"],
+                     _spread(r.get("server_cpu_per_image"), 1e3, 1), _spread(r.get("client_cpu_per_request"), 1e3, 1),
+                     _spread(r.get("cpu_busy_share"), 100, 0)]
                     for r in s["closed_loop" if key == "clients" else "open_loop"]]
             lines += [f"{mode}:", ""] + _table([key if key == "clients" else "rate req/s", "images/s", "p50", "p90",
-                                                "p99", "mean batch", "rejected %", "errors"], rows)
+                                                "p99", "mean batch", "rejected %", "errors", "service CPU ms/image",
+                                                "load generator CPU ms/request", "CPU busy %"], rows)
     return lines
 
 

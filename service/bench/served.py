@@ -2,7 +2,8 @@
 
 The service runs in its own process (``python -m service.cli serve``) on a model directory holding
 only the benchmarked bundle; its batcher settings come from ``APUDAE_*`` variables. The mean batch size
-of a run is the change of ``apudae_batch_size_images`` (sum / count) in ``/metrics`` across that run.
+of a run is the change of ``apudae_batch_size_images`` (sum / count) in ``/metrics`` across that run, and
+the service's CPU time the change of ``process_cpu_seconds_total``; the load generator's is this process's.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from service.bench.stats import Spread
 
 log = logging.getLogger(__name__)
 BATCH_METRIC = "apudae_batch_size_images"
+CPU_METRIC = "process_cpu_seconds"
 
 
 @dataclass(frozen=True)
@@ -87,31 +89,43 @@ def _wait_ready(base: str, process: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError(f"apudae serve was not ready within {timeout:.0f} s")
 
 
-def batch_totals(base: str, model: str) -> tuple[float, float]:
-    """(images, batches) the service has computed for ``model`` so far, from /metrics."""
+def service_totals(base: str, model: str) -> tuple[float, float, float]:
+    """(images, batches) the service has computed for ``model`` so far and the CPU seconds its process
+    has used (``process_cpu_seconds_total``, NaN where the platform does not export it), from /metrics."""
     text = httpx.get(f"{base}/metrics", timeout=10).text
     totals = {"_sum": 0.0, "_count": 0.0}
+    cpu = float("nan")
     for family in text_string_to_metric_families(text):
+        if family.name == CPU_METRIC:
+            cpu = family.samples[0].value
         if family.name != BATCH_METRIC:
             continue
         for sample in family.samples:
             suffix = sample.name.removeprefix(BATCH_METRIC)
             if suffix in totals and sample.labels.get("model") == model:
                 totals[suffix] += sample.value
-    return totals["_sum"], totals["_count"]
+    return totals["_sum"], totals["_count"], cpu
 
 
 def _measure(base: str, target: Target, model: str, load) -> dict:
-    before = batch_totals(base, model)
+    """One load run, with the mean batch size and where the machine's CPU time went: the service's
+    CPU seconds per answered image and the load generator's (this process) per request sent."""
+    before, client_before = service_totals(base, model), time.process_time()
     run: LoadRun = asyncio.run(load(target))
-    images, batches = (a - b for a, b in zip(batch_totals(base, model), before))
-    return run.summary() | {"mean_batch": images / batches if batches else None}
+    client_cpu = time.process_time() - client_before
+    images, batches, server_cpu = (a - b for a, b in zip(service_totals(base, model), before))
+    summary = run.summary()
+    return summary | {"mean_batch": images / batches if batches else None,
+                      "server_cpu_per_image": server_cpu / summary["answered"] if summary["answered"] else None,
+                      "client_cpu_per_request": client_cpu / summary["sent"] if summary["sent"] else None,
+                      "cpu_busy_share": (server_cpu + client_cpu) / (run.elapsed * (os.cpu_count() or 1))}
 
 
 def _repeated(base: str, target: Target, model: str, load, repeats: int, **level) -> dict:
     runs = [_measure(base, target, model, load) for _ in range(repeats)]
     row = dict(level)
-    for key in ("throughput", "p50", "p90", "p99", "rejected_share", "mean_batch"):
+    for key in ("throughput", "p50", "p90", "p99", "rejected_share", "mean_batch", "server_cpu_per_image",
+                "client_cpu_per_request", "cpu_busy_share"):
         values = [r[key] for r in runs if r[key] is not None and r[key] == r[key]]
         row[key] = Spread.of(values).to_dict() if values else None
     row["errors"] = sum(r["errors"] for r in runs)

@@ -39,6 +39,8 @@ def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
     served = result["served"]
     assert served["unbatched"]["max_batch_size"] == 1
     assert all(row["errors"] == 0 for row in served["batched"]["closed_loop"] + served["unbatched"]["closed_loop"])
+    row = served["batched"]["closed_loop"][0]
+    assert row["server_cpu_per_image"]["median"] > 0 and row["client_cpu_per_request"]["median"] > 0
     report = out_md.read_text()
     assert "## Targets" in report and "<!-- bench:end -->" in report
 
@@ -47,6 +49,13 @@ def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
                                      "--markdown", str(tmp_path / "flops.md"), "--data-dir", str(tmp_path)])
     assert bench.run(flops_only) == 0
     assert "FLOPs of one purification" in (tmp_path / "flops.md").read_text()
+
+    timed_only = parser.parse_args(["--model-dir", str(tiny_models_dir), "--sections", "floor,engine", "--threads",
+                                    "1", "--batch-sizes", "1", "--repeats", "1", "--images", "2", "--peak-size", "64",
+                                    "--json", str(tmp_path / "timed.json"), "--markdown", str(tmp_path / "timed.md"),
+                                    "--data-dir", str(tmp_path)])
+    assert bench.run(timed_only) == 0  # the GFLOP/s columns still get the default variant's FLOPs
+    assert json.loads((tmp_path / "timed.json").read_text())["bundles"]["tiny"]["flops"]["F"]["dae_step"] > 0
 
     out_md.write_text("# Performance\n\nhand-written analysis\n\n<!-- bench:begin -->old<!-- bench:end -->\n\nlog\n")
     bench.report.write_report(result, out_md)
@@ -60,11 +69,12 @@ def test_engine_candidates_report_accuracy_and_speed(tiny_models_dir):
     clean = quantize(torch.rand(4, *runtime.bundle.input_shape, generator=generator))
     images = BenchImages(clean, clean, torch.randint(0, 10, (4,), generator=generator), 0.1, "random", "none")
     plan = SweepPlan((2,), 1, torch.device("cpu"))
+    engine_dae = runtime.dae
     report = compare_candidates(runtime, runtime.default_settings(), images, 2, plan)
     reference, *others = report["candidates"]
     assert (reference["layout"], reference["precision"]) == ("nchw", "fp32") and reference["pgd_differ"] == 0
     assert {(r["layout"], r["precision"]) for r in others} == {("channels_last", "fp32"), ("channels_last", "bf16")}
-    assert runtime.dae.encoder[1][0].weight.is_contiguous()  # the engine's own DAE is restored
+    assert runtime.dae is engine_dae  # the engine's own DAE is restored
     assert "channels_last bf16" in "\n".join(_engine_candidates({"engine_candidates": report}))
 
 

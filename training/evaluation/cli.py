@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, kind in (("n", int), ("alpha", float), ("beta", float), ("gamma", float)):
         parser.add_argument(f"--{name}", type=kind, help=f"purification {name} (default: the bundle's)")
     parser.add_argument("--step", choices=STEP_RULES, help="purification step rule (default: the bundle's or sign)")
+    parser.add_argument("--carry", action=argparse.BooleanOptionalAction, default=None,
+                        help="keep stepping along the momentum under mu, eq. 9-13 (default: the bundle's)")
     parser.add_argument("--adaptive-steps", type=int, help="steps of PGD-EOT/BPDA (default 200) and APGD (100)")
     parser.add_argument("--adaptive-eot", type=int, help="EOT draws per gradient (default 20)")
     parser.add_argument("--reduced-reason", default="", help="why the adaptive settings were lowered (recorded)")
@@ -38,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
-    purify = {k: getattr(args, k) for k in ("n", "alpha", "beta", "gamma", "step") if getattr(args, k) is not None}
+    purify = {k: getattr(args, k) for k in ("n", "alpha", "beta", "gamma", "step", "carry") if getattr(args, k) is not None}
     return EvaluationConfig(
         bundle=args.bundle, variant=args.variant, purify=purify,
         attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()), epsilons=tuple(args.epsilon),

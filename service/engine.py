@@ -72,7 +72,7 @@ class ModelRuntime:
 
     precision "bf16" runs the purification loop under ``torch.autocast(bfloat16)`` (weights stay fp32);
     "fp32" runs it in full precision. /score always runs in fp32. The DAE is channels_last for bf16 and
-    on CPU, where oneDNN's convolutions prefer it (engine x1.33 in fp32 on the idle 2-core machine, no
+    on CPU, where oneDNN's convolutions prefer it (engine x1.29 in fp32 on the idle 2-core machine, no
     prediction changed: docs/PERFORMANCE.md); CUDA fp32 keeps NCHW (not measured there).
     """
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import sys
 
 from PIL import Image
 
@@ -108,6 +109,8 @@ def test_metrics_hold_the_reconstruction_error_histogram_and_request_counts(clie
     assert 'apudae_http_requests_total{method="POST",route="/score",status="200"} 1.0' in text
     assert 'apudae_purification_steps_count{model="tiny"} 1.0' in text
     assert 'apudae_batch_size_images_count{model="tiny",operation="score"}' in text
+    if sys.platform == "linux":  # prometheus-client's ProcessCollector reads /proc
+        assert "process_cpu_seconds_total" in text and "process_resident_memory_bytes" in text
 
 
 def test_openapi_documents_the_routes(client):

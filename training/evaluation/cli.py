@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
-    purify = {k: getattr(args, k) for k in ("n", "alpha", "beta", "gamma", "step", "carry") if getattr(args, k) is not None}
+    purify = {k: getattr(args, k) for k in ("n", "alpha", "beta", "gamma", "step", "carry")
+              if getattr(args, k) is not None}
     return EvaluationConfig(
         bundle=args.bundle, variant=args.variant, purify=purify,
         attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()), epsilons=tuple(args.epsilon),

@@ -2,11 +2,11 @@
 
 Per batch size b (images cycled from the bench images):
 - ``floor``: one DAE forward + input-gradient backward on b images (``flops.dae_step``);
-- ``loop``: ``purify`` alone on adversarial images, and its overhead over (mean steps of the timed calls)
-  x floor;
+- ``loop``: ``purify`` alone on adversarial images, and its overhead over mean steps x floor;
 - ``engine``: ``ModelRuntime.classify`` (purify + the ONNX classifier, what a served batch runs) on
   clean and on adversarial images.
-Times are medians over ``repeats`` calls after one warm-up call, with their spread.
+Times are medians over ``repeats`` calls after one warm-up call, with their spread; mean steps are those
+of the timed calls.
 """
 from __future__ import annotations
 
@@ -46,6 +46,15 @@ def timed(fn, plan: SweepPlan) -> Spread:
     return time_repeated(call, plan.repeats)
 
 
+def timed_steps(fn, plan: SweepPlan) -> tuple[Spread, float]:
+    """``timed`` for an ``fn`` that returns the mean purification steps of its call: the seconds, and the
+    mean steps of the timed calls themselves (F/G's fresh noise changes the steps from call to call)."""
+    steps: list[float] = []
+    seconds = timed(lambda: steps.append(fn()), plan)
+    timed_calls = steps[-plan.repeats:]  # not the warm-up
+    return seconds, sum(timed_calls) / len(timed_calls)
+
+
 def _point(batch: int, seconds: Spread, **extra) -> dict:
     return {"batch": batch, "seconds": seconds.to_dict(), "images_per_s": seconds.inverse(batch).to_dict(), **extra}
 
@@ -67,13 +76,8 @@ def loop_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchIma
     rows = []
     for batch in plan.batch_sizes:
         x = repeat_to(images.adversarial, batch)
-        steps_per_call: list[float] = []  # F/G's fresh noise changes the steps from call to call
-
-        def call() -> None:
-            steps_per_call.append(purify(runtime.dae, x, runtime.calibration, settings).steps.float().mean().item())
-
-        seconds = timed(call, plan)
-        steps = sum(steps_per_call[1:]) / len(steps_per_call[1:])  # the timed calls, not the warm-up
+        seconds, steps = timed_steps(
+            lambda: purify(runtime.dae, x, runtime.calibration, settings).steps.float().mean().item(), plan)
         bound = steps * floor_seconds[batch] if batch in floor_seconds else float("nan")
         rows.append(_point(batch, seconds, mean_steps=steps,
                            overhead_ratio=seconds.median / bound if bound > 0 else None))
@@ -90,10 +94,9 @@ def engine_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchI
         pool = getattr(images, kind)
         for batch in plan.batch_sizes:
             x = repeat_to(pool, batch)
-            results = runtime.classify(x, settings)
-            steps = sum(r.purified.steps for r in results if r.purified) / batch
-            rows.append(_point(batch, timed(lambda: runtime.classify(x, settings), plan), kind=kind,
-                               variant=settings.variant, mean_steps=steps))
+            seconds, steps = timed_steps(
+                lambda: sum(r.purified.steps for r in runtime.classify(x, settings) if r.purified) / batch, plan)
+            rows.append(_point(batch, seconds, kind=kind, variant=settings.variant, mean_steps=steps))
             log.info("engine %s/%s %s b=%d: %.1f images/s", runtime.name, settings.variant, kind, batch,
                      rows[-1]["images_per_s"]["median"])
     return rows

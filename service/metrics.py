@@ -48,6 +48,8 @@ class ServiceMetrics:
                                        ["model", "operation"], buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("apudae_queue_depth_images", "images waiting in the batcher",
                                  ["model", "operation"], registry=r)
+        self.in_flight = Gauge("apudae_requests_in_flight", "requests to the model routes admitted and not yet "
+                               "answered (their uploads being read, queued or computed)", registry=r)
         self.rejections = Counter("apudae_rejected_requests_total",
                                   "requests refused: queue_full (429), deadline or shutting_down (503)",
                                   ["reason"], registry=r)

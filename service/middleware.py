@@ -84,10 +84,12 @@ class AdmissionMiddleware:
             return await send_json_error(send, 429, "the server is at capacity; retry after 1 s",
                                          [(b"retry-after", b"1")])
         self.in_flight += 1
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+            self.metrics.in_flight.dec()
 
 
 class MetricsMiddleware:

@@ -26,7 +26,7 @@ from training.data import ImageSet
 from training.recipes import Recipe
 
 PARTS = ("classifier", "dae", "adversarial")
-_EPOCHS_KEY = {"classifier": "classifier_epochs", "dae": "dae_epochs", "adversarial": "adversarial_epochs"}
+EPOCHS_KEY = {"classifier": "classifier_epochs", "dae": "dae_epochs", "adversarial": "adversarial_epochs"}
 
 
 def one_cycle_lr(step: int, total: int, peak: float, warmup: float = 0.2) -> float:
@@ -63,10 +63,19 @@ def _build(part: str, recipe_dict: dict) -> torch.nn.Module:
 
 def load_trained(workdir: Path, part: str) -> tuple[torch.nn.Module, dict]:
     """The finished ``part`` of ``workdir`` in eval mode, rebuilt from the recipe saved with it, and its meta."""
-    meta, weights = read_finished_run(workdir / part, _EPOCHS_KEY[part])
+    meta, weights = read_finished_run(workdir / part, EPOCHS_KEY[part])
     model = _build(part, meta["recipe"])
     model.load_state_dict(weights)
     return model.eval(), meta
+
+
+def make_optimizer(part: str, model: torch.nn.Module, recipe: dict) -> torch.optim.Optimizer:
+    """The optimizer of ``part``: Adam for the DAE, SGD with Nesterov momentum 0.9 and weight decay for the
+    classifiers; learning rates from the recipe (a ``Recipe.to_dict()``), then set per step by the schedule."""
+    if part == "dae":
+        return torch.optim.Adam(model.parameters(), lr=recipe["dae_lr"])
+    return torch.optim.SGD(model.parameters(), lr=recipe["classifier_lr"], momentum=0.9, nesterov=True,
+                           weight_decay=recipe["weight_decay"])
 
 
 def _augment(recipe: Recipe, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -88,14 +97,9 @@ def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdi
     is_dae = part == "dae"
     torch.manual_seed(seed)
     model = _build(part, recipe.to_dict())
-    if is_dae:
-        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.dae_lr)
-        batch, peak = recipe.dae_batch, recipe.dae_lr
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.classifier_lr, momentum=0.9,
-                                    nesterov=True, weight_decay=recipe.weight_decay)
-        batch, peak = recipe.classifier_batch, recipe.classifier_lr
-    epochs = getattr(recipe, _EPOCHS_KEY[part])
+    optimizer = make_optimizer(part, model, recipe.to_dict())
+    batch, peak = (recipe.dae_batch, recipe.dae_lr) if is_dae else (recipe.classifier_batch, recipe.classifier_lr)
+    epochs = getattr(recipe, EPOCHS_KEY[part])
     ckpt = workdir / part
     meta = load_checkpoint(ckpt, model, optimizer) or {"epoch": 0, "history": [], "wall_seconds": 0.0}
     if meta["epoch"] >= epochs:

@@ -27,6 +27,7 @@ from service.bench.offline import SweepPlan, engine_sweep, floor_sweep, loop_swe
 from service.bench.engine_candidates import compare_candidates
 from service.bench.report import write_report
 from service.bench.served import ServePlan, served_sweep
+from service.bench.wrk import available as wrk_available
 from service.engine import ModelRuntime
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--serve-max-batch", type=int, default=64, help="service max batch size (default: 64)")
     a("--serve-batch-wait", type=float, default=0.005, help="service max batch wait, s (default: 0.005)")
     a("--serve-queue", type=int, default=256, help="service max queue size, images (default: 256)")
+    a("--load-generator", choices=("auto", "wrk", "python"), default="auto", help="closed-loop load: wrk "
+      "(C, ~0.1 ms CPU per request), python (httpx clients, 6-15 ms) or auto: wrk when installed")
     a("--json", type=Path, default=Path("docs/performance.json"), help="JSON output")
     a("--markdown", type=Path, default=Path("docs/PERFORMANCE.md"), help="markdown output")
 
@@ -114,7 +117,7 @@ def bench_bundle(path: Path, args: argparse.Namespace, plan: SweepPlan) -> dict:
     for variant in sweep:
         settings = runtime.default_settings(variant=variant)
         if variant != "direct" and "loop" in sections:
-            out["loop"][variant] = loop_sweep(runtime, settings, pool, plan, out["floor"])
+            out["loop"][variant] = loop_sweep(runtime, settings, pool, plan)
         if "engine" in sections:
             out["engine"][variant] = engine_sweep(runtime, settings, pool, plan)
     if args.candidate_images and "engine-candidates" in sections:
@@ -157,8 +160,13 @@ def bench_served(path: Path, args: argparse.Namespace) -> dict:
     model = bundle.name
     images = bench_images(bundle, args.images, args.data_dir)
     uploads = png_uploads(images.adversarial)
+    generator = args.load_generator
+    if generator == "auto":
+        generator = "wrk" if wrk_available() else "python"
+    elif generator == "wrk" and not wrk_available():
+        raise SystemExit("--load-generator wrk: no wrk on the PATH (apt-get install wrk)")
     plan = ServePlan(args.concurrency, args.rate_fractions, args.duration, args.repeats, args.serve_max_batch,
-                     args.serve_batch_wait, args.serve_queue)
+                     args.serve_batch_wait, args.serve_queue, generator)
     batched = served_sweep(path, model, uploads, plan, args.threads)
     rates = tuple(row["rate"] for row in batched["open_loop"])
     single = served_sweep(path, model, uploads, ServePlan(**{**plan.__dict__, "max_batch_size": 1}), args.threads,

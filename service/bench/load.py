@@ -50,6 +50,7 @@ class Target:
     """Where and what to send: ``POST {base_url}/classify?model=...`` with one PNG from ``uploads``."""
 
     def __init__(self, base_url: str, model: str, uploads: list[bytes]):
+        self.base_url, self.uploads = base_url, uploads
         self.url, self.params = f"{base_url}/classify", {"model": model}
         self._uploads = itertools.cycle(uploads)
 

@@ -2,7 +2,8 @@
 
 Per batch size b (images cycled from the bench images):
 - ``floor``: one DAE forward + input-gradient backward on b images (``flops.dae_step``);
-- ``loop``: ``purify`` alone on adversarial images, and its overhead over mean steps x floor;
+- ``loop``: ``purify`` alone on adversarial images, and its overhead over mean steps x the bare step
+  timed beside each call;
 - ``engine``: ``ModelRuntime.classify`` (purify + the ONNX classifier, what a served batch runs) on
   clean and on adversarial images.
 Times are medians over ``repeats`` calls after one warm-up call, with their spread; mean steps are those
@@ -11,6 +12,7 @@ of the timed calls.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +38,14 @@ class SweepPlan:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def time_call(fn, device: torch.device) -> float:
+    """Seconds of one call of ``fn`` on ``device`` (CUDA synchronised)."""
+    started = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - started
 
 
 def timed(fn, plan: SweepPlan) -> Spread:
@@ -69,18 +79,34 @@ def floor_sweep(runtime: ModelRuntime, images: BenchImages, plan: SweepPlan) -> 
     return rows
 
 
-def loop_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchImages, plan: SweepPlan,
-               floor: list[dict]) -> list[dict]:
-    """``purify`` alone on adversarial batches, with its overhead ratio over n x the floor."""
-    floor_seconds = {row["batch"]: row["seconds"]["median"] for row in floor}
+def loop_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchImages, plan: SweepPlan) -> list[dict]:
+    """``purify`` alone on adversarial batches, with its overhead over (its steps x the bare step).
+
+    The bare step is timed right before each ``purify`` call, alternately, and each call's ratio is taken
+    against the step timed beside it: the machine's speed drifts by ~10% over a bench run (measured), as
+    much as the overhead being judged, and a floor timed minutes earlier would carry that drift into the
+    ratio. ``overhead_ratio`` is the median of the per-call ratios.
+    """
     rows = []
     for batch in plan.batch_sizes:
         x = repeat_to(images.adversarial, batch)
-        seconds, steps = timed_steps(
-            lambda: purify(runtime.dae, x, runtime.calibration, settings).steps.float().mean().item(), plan)
-        bound = steps * floor_seconds[batch] if batch in floor_seconds else float("nan")
-        rows.append(_point(batch, seconds, mean_steps=steps,
-                           overhead_ratio=seconds.median / bound if bound > 0 else None))
+        on_device = x.to(plan.device)
+        floor_samples, loop_samples, ratios, steps = [], [], [], []
+        for call in range(plan.repeats + 1):  # the first pair warms up
+            floor_seconds = time_call(lambda: dae_step(runtime.dae, on_device), plan.device)
+            started = time.perf_counter()
+            mean_steps = purify(runtime.dae, x, runtime.calibration, settings).steps.float().mean().item()
+            _sync(plan.device)
+            loop_seconds = time.perf_counter() - started
+            if call:
+                floor_samples.append(floor_seconds)
+                loop_samples.append(loop_seconds)
+                steps.append(mean_steps)
+                ratios.append(loop_seconds / (mean_steps * floor_seconds) if mean_steps else float("nan"))
+        seconds = Spread.of(loop_samples)
+        rows.append(_point(batch, seconds, mean_steps=sum(steps) / len(steps),
+                           paired_floor_seconds=Spread.of(floor_samples).to_dict(),
+                           overhead_ratio=Spread.of(ratios).median if all(r == r for r in ratios) else None))
         log.info("loop %s/%s b=%d: %.4f s (x%.2f of steps x floor)", runtime.name, settings.variant, batch,
                  seconds.median, rows[-1]["overhead_ratio"] or float("nan"))
     return rows

@@ -87,13 +87,15 @@ def _sweep(bundle: dict, peak: float) -> list[str]:
             achieved = a["images_per_s"]["median"] * per_image
             table.append([b, _spread(f and f["seconds"], 1e3, 2),
                           f"{step_flops * b / f['seconds']['median'] / 1e9:.1f}" if f else "–",
-                          _spread(lo and lo["seconds"], 1e3, 0), f"{lo['overhead_ratio']:.3f}" if lo else "–",
+                          _spread(lo and lo["seconds"], 1e3, 0), _spread(lo and lo.get("paired_floor_seconds"), 1e3, 2),
+                          f"{lo['overhead_ratio']:.3f}" if lo and lo["overhead_ratio"] else "–",
                           _spread(a["images_per_s"]), f"{a['mean_steps']:.1f}", f"{achieved / 1e9:.1f}",
                           f"{100 * achieved / peak:.0f}%", _spread(c and c["images_per_s"]),
                           f"{c['mean_steps']:.1f}" if c else "–",
                           f"{c['seconds']['median'] / a['seconds']['median']:.2f}" if c else "–"])
         lines += [f"### Offline throughput, variant {variant}", ""] + _table(
-            ["batch", "floor ms/step", "floor GFLOP/s", "loop ms", "loop / (steps × floor)", "engine PGD images/s",
+            ["batch", "floor ms/step", "floor GFLOP/s", "loop ms", "paired floor ms/step",
+             "loop / (steps × paired floor)", "engine PGD images/s",
              "steps", "achieved GFLOP/s", "of fp32 peak", "engine clean images/s", "steps", "clean/PGD cost"], table)
     return lines
 
@@ -130,6 +132,9 @@ def _served(served: dict) -> list[str]:
              "latencies in ms, open-loop latency counted from each request's scheduled departure; CPU: the "
              "service process's and the load generator's CPU time (both on this machine's cores), and their sum "
              "as a share of all cores over the run.", ""]
+    generators = served["batched"].get("closed_loop_generator", "python")
+    lines += [f"Load generators: closed loop {'wrk (C, one thread)' if generators == 'wrk' else 'Python (httpx)'}, "
+              "open loop Python (httpx).", ""]
     for label in ("batched", "unbatched"):
         s = served[label]
         lines += [f"### max batch {s['max_batch_size']} (wait {s['max_batch_wait'] * 1e3:g} ms): saturation "

@@ -3,13 +3,19 @@
 The service runs in its own process (``python -m service.cli serve``) on a model directory holding
 only the benchmarked bundle; its batcher settings come from ``APUDAE_*`` variables. The mean batch size
 of a run is the change of ``apudae_batch_size_images`` (sum / count) in ``/metrics`` across that run, and
-the service's CPU time the change of ``process_cpu_seconds_total``; the load generator's is this process's.
+the service's CPU time the change of ``process_cpu_seconds_total``; the load generator's is this process's
+plus that of the child processes it waited for (wrk).
+
+Closed-loop load comes from wrk when it is installed (``ServePlan.closed_loop_generator``: its CPU cost
+per request is ~1/100 of the Python clients', see ``wrk.py``), else from ``load.closed_loop``; open-loop
+load always from ``load.open_loop``.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -23,6 +29,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.bench.load import LoadRun, Target, closed_loop, open_loop
+from service.bench.wrk import wrk_closed_loop
 from service.bench.stats import Spread
 
 log = logging.getLogger(__name__)
@@ -42,7 +49,13 @@ class ServePlan:
     max_batch_size: int
     max_batch_wait: float
     max_queue_size: int
+    closed_loop_generator: str = "python"  # "wrk" or "python"
     startup_timeout: float = 600.0
+
+    def closed_loop(self, target: Target, clients: int, duration: float):
+        """The closed-loop run of this plan's generator (a coroutine)."""
+        load = wrk_closed_loop if self.closed_loop_generator == "wrk" else closed_loop
+        return load(target, clients, duration)
 
 
 def _free_port() -> int:
@@ -89,36 +102,73 @@ def _wait_ready(base: str, process: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError(f"apudae serve was not ready within {timeout:.0f} s")
 
 
-def service_totals(base: str, model: str) -> tuple[float, float, float]:
-    """(images, batches) the service has computed for ``model`` so far and the CPU seconds its process
-    has used (``process_cpu_seconds_total``, NaN where the platform does not export it), from /metrics."""
+IN_FLIGHT_METRIC = "apudae_requests_in_flight"
+
+
+@dataclass(frozen=True)
+class ServiceTotals:
+    """Running totals read from /metrics: images and batches computed for a model, the service process's
+    CPU seconds (NaN where the platform does not export them) and the requests it is handling now."""
+
+    images: float
+    batches: float
+    cpu_seconds: float
+    in_flight: float
+
+
+def service_totals(base: str, model: str) -> ServiceTotals:
+    """The service's totals now, from its /metrics."""
     text = httpx.get(f"{base}/metrics", timeout=10).text
     totals = {"_sum": 0.0, "_count": 0.0}
-    cpu = float("nan")
+    cpu = in_flight = float("nan")
     for family in text_string_to_metric_families(text):
         if family.name == CPU_METRIC:
             cpu = family.samples[0].value
+        if family.name == IN_FLIGHT_METRIC:
+            in_flight = family.samples[0].value
         if family.name != BATCH_METRIC:
             continue
         for sample in family.samples:
             suffix = sample.name.removeprefix(BATCH_METRIC)
             if suffix in totals and sample.labels.get("model") == model:
                 totals[suffix] += sample.value
-    return totals["_sum"], totals["_count"], cpu
+    return ServiceTotals(totals["_sum"], totals["_count"], cpu, in_flight)
+
+
+def drained(base: str, model: str, timeout: float = 600.0) -> ServiceTotals:
+    """Wait until the service handles no request (wrk stops at its deadline and leaves its last requests
+    in flight; they are still computed, and must be before the next run starts); its totals then."""
+    deadline = time.monotonic() + timeout
+    while (totals := service_totals(base, model)).in_flight > 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the service still handles {totals.in_flight:.0f} requests after {timeout:.0f} s")
+        time.sleep(0.2)
+    return totals
+
+
+def _load_generator_cpu() -> float:
+    """CPU seconds of this process and of its finished child processes (wrk; the service still runs)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def _measure(base: str, target: Target, model: str, load) -> dict:
     """One load run, with the mean batch size and where the machine's CPU time went: the service's
-    CPU seconds per answered image and the load generator's (this process) per request sent."""
-    before, client_before = service_totals(base, model), time.process_time()
+    CPU seconds per computed image and the load generator's (this process and wrk) per request sent.
+    The service's totals are read once it has drained, so the images it computed after the load
+    stopped are counted with the CPU they cost; the CPU share is over the run and the drain."""
+    before, client_before, started = drained(base, model), _load_generator_cpu(), time.monotonic()
     run: LoadRun = asyncio.run(load(target))
-    client_cpu = time.process_time() - client_before
-    images, batches, server_cpu = (a - b for a, b in zip(service_totals(base, model), before))
+    client_cpu = _load_generator_cpu() - client_before
+    after = drained(base, model)
+    wall = time.monotonic() - started
+    images, batches, server_cpu = after.images - before.images, after.batches - before.batches, \
+        after.cpu_seconds - before.cpu_seconds
     summary = run.summary()
     return summary | {"mean_batch": images / batches if batches else None,
-                      "server_cpu_per_image": server_cpu / summary["answered"] if summary["answered"] else None,
+                      "server_cpu_per_image": server_cpu / images if images else None,
                       "client_cpu_per_request": client_cpu / summary["sent"] if summary["sent"] else None,
-                      "cpu_busy_share": (server_cpu + client_cpu) / (run.elapsed * (os.cpu_count() or 1))}
+                      "cpu_busy_share": (server_cpu + client_cpu) / (wall * (os.cpu_count() or 1))}
 
 
 def _repeated(base: str, target: Target, model: str, load, repeats: int, **level) -> dict:
@@ -140,12 +190,13 @@ def served_sweep(bundle_dir: Path, model: str, uploads: list[bytes], plan: Serve
     closed-loop peak), against a service with batches of at most ``plan.max_batch_size`` images."""
     with running_service(bundle_dir, plan.max_batch_size, plan, threads) as base:
         target = Target(base, model, uploads)
-        asyncio.run(closed_loop(target, max(plan.concurrency), min(plan.duration, 5.0)))  # warm-up
-        closed = [_repeated(base, target, model, lambda t, c=c: closed_loop(t, c, plan.duration), plan.repeats,
-                            clients=c) for c in plan.concurrency]
+        asyncio.run(plan.closed_loop(target, max(plan.concurrency), min(plan.duration, 5.0)))  # warm-up
+        closed = [_repeated(base, target, model, lambda t, c=c: plan.closed_loop(t, c, plan.duration),
+                            plan.repeats, clients=c) for c in plan.concurrency]
         saturation = max(row["throughput"]["median"] for row in closed)
         rates = rates or tuple(f * saturation for f in plan.rate_fractions)
         opened = [_repeated(base, target, model, lambda t, r=r: open_loop(t, r, plan.duration), plan.repeats,
                             rate=r) for r in rates]
     return {"max_batch_size": plan.max_batch_size, "max_batch_wait": plan.max_batch_wait,
+            "closed_loop_generator": plan.closed_loop_generator, "open_loop_generator": "python (httpx)",
             "saturation_throughput": saturation, "closed_loop": closed, "open_loop": opened}

@@ -35,7 +35,8 @@ def evaluate(result: dict) -> list[dict]:
     worst = max((row["overhead_ratio"] for row in loop if row["overhead_ratio"]), default=None)
     ratios = [_median(clean[b], "seconds") / _median(adversarial[b], "seconds") for b in clean if b in adversarial]
     checks = [_check("loop <= 1.1 x steps x floor", worst, 1.1, True,
-                     f"{name}/{variant}: worst batch size of purify() time / (mean steps x bare step time)"),
+                     f"{name}/{variant}: worst batch size of the median per-call purify() time / "
+                     "(its mean steps x the bare step timed beside it)"),
               _check("clean image <= 50% of adversarial", sum(ratios) / len(ratios) if ratios else None, 0.5, True,
                      "engine seconds clean / adversarial, mean over batch sizes")] + checks
     return checks + (_served_checks(served, adversarial) if served else [])

@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import shutil
 
+import pytest
 import torch
 
 import service.bench as bench
 from models.bundle import load_bundle
 from service.bench.engine_candidates import compare_candidates
-from service.bench.inputs import BenchImages, quantize
+from service.bench.inputs import BenchImages, png_uploads, quantize
+from service.bench.load import Target
 from service.bench.offline import SweepPlan
 from service.bench.report import _engine_candidates
+from service.bench.served import ServePlan, drained, running_service
 from service.bench.stats import Spread, percentile
 from service.engine import ModelRuntime
 
@@ -84,3 +89,20 @@ def test_spread_and_percentile():
     assert spread.inverse(6.0).median == 3.0 and spread.inverse(6.0).low == 2.0
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
     assert percentile([], 99) != percentile([], 99)  # NaN
+
+
+def test_both_closed_loop_generators_count_answers_and_the_service_drains(tiny_models_dir):
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (.ci/run installs it): only the Python generator can run")
+    images = quantize(torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+    uploads = png_uploads(images)
+    plan = ServePlan((2,), (), 1.0, 1, 2, 0.005, 16)
+    with running_service(tiny_models_dir / "tiny", 2, plan, 1) as base:
+        target = Target(base, "tiny", uploads)
+        for generator in ("wrk", "python"):
+            run = asyncio.run(ServePlan(**{**plan.__dict__, "closed_loop_generator": generator}).closed_loop(
+                target, 3, 1.0))
+            summary = run.summary()
+            assert summary["answered"] > 0 and summary["errors"] == 0 and summary["rejected_share"] == 0, generator
+            assert 0 < summary["p50"] <= summary["p99"], generator
+            assert drained(base, "tiny").in_flight == 0

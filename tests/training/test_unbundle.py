@@ -1,0 +1,50 @@
+"""A bundle's parts go back into a work directory as finished, resumable runs (``apudae unbundle``)."""
+import json
+
+import torch
+
+from models.bundle import load_bundle
+from models.calibration import Calibration
+from tests.conftest import make_tiny_nets
+from training.checkpoint import load_checkpoint
+from training.loops import load_trained, make_optimizer
+from training.package import machine_description, write_bundle
+from training.recipes import recipe_for
+from training.unbundle import unbundle
+
+
+def _bundle_with_provenance(out):
+    dae, classifier = make_tiny_nets()
+    _, adversarial = make_tiny_nets(seed=1)
+    recipe = recipe_for("mnist").to_dict()
+    recipe["dae"], recipe["classifier"] = dae.config.to_dict(), classifier.config.to_dict()
+    history = {part: [{"epoch": 1, "train_loss": 1.0}] for part in ("classifier", "dae", "adversarial")}
+    provenance = {"data": "random", "dataset": "mnist", "image_size": [28, 28], "splits": {}, "seed": 3,
+                  "epochs": {"classifier": 3, "dae": 2, "adversarial": 1},
+                  "wall_seconds": {"classifier": 10.0, "dae": 20.0, "adversarial": 30.0},
+                  "git_commit": "test", "machine": machine_description(), "recipe": recipe, "history": history}
+    write_bundle(out, "tiny", dae, classifier, Calibration.from_errors(torch.linspace(0.005, 0.015, 64)), ["c"] * 10,
+                 {"variant": "F"}, provenance, {}, adversarial_classifier=adversarial)
+    return load_bundle(out)
+
+
+def test_every_part_comes_back_as_a_finished_run_with_the_bundle_weights(tmp_path):
+    bundle = _bundle_with_provenance(tmp_path / "bundle")
+    assert unbundle(bundle, tmp_path / "runs") == ["classifier", "dae", "adversarial"]
+    for part, original, epochs in (("classifier", bundle.classifier, 3), ("dae", bundle.dae, 2),
+                                   ("adversarial", bundle.adversarial_classifier, 1)):
+        model, meta = load_trained(tmp_path / "runs", part)
+        assert meta["epoch"] == epochs and meta["seed"] == 3 and meta["history"] == [{"epoch": 1, "train_loss": 1.0}]
+        for key, value in original.state_dict().items():
+            assert torch.equal(model.state_dict()[key], value), (part, key)
+    assert Calibration.from_dict(json.loads((tmp_path / "runs" / "calibration.json").read_text())) == bundle.calibration
+
+
+def test_an_unbundled_run_resumes_into_a_fresh_model_and_optimizer(tmp_path):
+    bundle = _bundle_with_provenance(tmp_path / "bundle")
+    unbundle(bundle, tmp_path / "runs")
+    dae, _ = make_tiny_nets(seed=5)
+    recipe = json.loads((tmp_path / "runs" / "dae.json").read_text())["recipe"]
+    meta = load_checkpoint(tmp_path / "runs" / "dae", dae.train(), make_optimizer("dae", dae, recipe))
+    assert meta["epoch"] == 2
+    assert all(torch.equal(dae.state_dict()[k], v) for k, v in bundle.dae.state_dict().items())

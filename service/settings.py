@@ -27,8 +27,9 @@ class Settings(BaseSettings):
     model_dir: Path = Field(Path("models"), description="directory holding one sub-directory per bundle")
     default_model: str | None = Field(None, description="model used when a request names none (default: mnist when loaded, else the first loaded)")
     device: str = Field("auto", description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'")
-    precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="purification loop precision: fp32, or bf16 autocast (see docs/PERFORMANCE.md)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="purification loop precision: fp32, bf16 autocast, or auto: bf16 on CPUs with "
+        "AMX-BF16, else fp32 (see docs/PERFORMANCE.md)")
     host: str = Field("127.0.0.1", description="address uvicorn binds")
     port: int = Field(8000, ge=1, le=65535, description="port uvicorn binds")
     max_batch_size: PositiveInt = Field(32, description="images per batch at most")

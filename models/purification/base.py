@@ -63,9 +63,9 @@ class IterativePurifier(Purifier):
         """Per-image loss (B,) of the per-image error dist (B,); zero means the image is done."""
         raise NotImplementedError
 
-    def step_size(self, dist: torch.Tensor) -> torch.Tensor:
-        """Per-image step size (B,): alpha unless the variant varies it (C)."""
-        return torch.full_like(dist, self.settings.alpha)
+    def step_size(self, dist: torch.Tensor) -> torch.Tensor | float:
+        """Per-image step size (B,), or alpha itself when every image takes the same (all but C)."""
+        return self.settings.alpha
 
     def dae_input(self, x: torch.Tensor, rows: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
         """What the DAE sees at a step: X itself unless the variant adds noise (F, G)."""
@@ -97,7 +97,9 @@ class IterativePurifier(Purifier):
             rows = active.nonzero().squeeze(1)
             if rows.numel() == 0:
                 break
-            sub = x.index_select(0, rows)
+            # every image still in the loop (the common case): no gather and scatter of x and momentum
+            whole = rows.numel() == x.shape[0]
+            sub = x if whole else x.index_select(0, rows)
             if not (differentiable and sub.requires_grad):
                 sub = sub.detach().requires_grad_(True)
             dist = per_image_error(self.dae, sub, self.dae_input(sub, rows, noise))
@@ -110,13 +112,16 @@ class IterativePurifier(Purifier):
             # sign(w) has zero derivative, so its second-order graph would only ever be multiplied by 0
             second_order = differentiable and self.settings.step != "sign"
             (grad,) = torch.autograd.grad(loss.sum(), sub, create_graph=second_order)
-            w = beta * momentum.index_select(0, rows) + (1 - beta) * grad
-            new = (sub - self.step_size(dist).view(-1, 1, 1, 1) * self._direction(w)).clamp(0, 1)
+            w = beta * (momentum if whole else momentum.index_select(0, rows)) + (1 - beta) * grad
+            alpha = self.step_size(dist)
+            if torch.is_tensor(alpha):
+                alpha = alpha.view(-1, 1, 1, 1)
+            new = (sub - alpha * self._direction(w)).clamp(0, 1)
             new = torch.where(moving.view(-1, 1, 1, 1), new, sub)
             if not differentiable:
                 new, w = new.detach(), w.detach()
-            x = x.index_copy(0, rows, new)
-            momentum = momentum.index_copy(0, rows, w)
-            steps[rows[moving]] += 1
-            active[rows[~moving]] = False
+            x = new if whole else x.index_copy(0, rows, new)
+            momentum = w if whole else momentum.index_copy(0, rows, w)
+            steps.index_add_(0, rows, moving.long())
+            active.index_copy_(0, rows, moving)  # an image that did not move is done
         return x, steps

@@ -61,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--bundles", default=None, help="comma-separated bundle directories to measure (default: all)")
     a("--data-dir", default=None, help="data sets (default: APUDAE_DATA_DIR)")
     a("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    a("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="purification precision of the engine "
+      "and the served runs, as APUDAE_PRECISION (default auto: bf16 on CPUs with AMX-BF16, else fp32)")
     a("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
     a("--variants", default=",".join(VARIANTS), help="variants whose FLOPs are counted (default: all)")
     a("--sweep-variants", default=None, help="variants swept over batch sizes (default: the bundle's)")
@@ -95,11 +97,12 @@ def _bundle_dirs(args: argparse.Namespace) -> list[Path]:
 
 def bench_bundle(path: Path, args: argparse.Namespace, plan: SweepPlan) -> dict:
     """Every offline measurement of one bundle."""
-    runtime = ModelRuntime(load_bundle(path), plan.device)
+    runtime = ModelRuntime(load_bundle(path), plan.device, args.precision)
     images = bench_images(runtime.bundle, max(args.images, args.candidate_images), args.data_dir)
     pool = images.first(args.images)
     default = runtime.default_settings()
-    out = {"name": runtime.name, "input_shape": list(runtime.bundle.input_shape), "inputs": pool.source,
+    out = {"name": runtime.name, "precision": runtime.precision, "input_shape": list(runtime.bundle.input_shape),
+           "inputs": pool.source,
            "attack": pool.attack, "epsilon": images.epsilon, "default_settings": repr(default), "flops": {}}
     sections = args.sections
     # the timed tables need the default variant's FLOPs for their GFLOP/s columns; counting is cheap
@@ -166,7 +169,7 @@ def bench_served(path: Path, args: argparse.Namespace) -> dict:
     elif generator == "wrk" and not wrk_available():
         raise SystemExit("--load-generator wrk: no wrk on the PATH (apt-get install wrk)")
     plan = ServePlan(args.concurrency, args.rate_fractions, args.duration, args.repeats, args.serve_max_batch,
-                     args.serve_batch_wait, args.serve_queue, generator)
+                     args.serve_batch_wait, args.serve_queue, generator, args.precision)
     batched = served_sweep(path, model, uploads, plan, args.threads)
     rates = tuple(row["rate"] for row in batched["open_loop"])
     single = served_sweep(path, model, uploads, ServePlan(**{**plan.__dict__, "max_batch_size": 1}), args.threads,

@@ -38,16 +38,15 @@ def precision_context(precision: str, device: torch.device):
 
 
 @contextlib.contextmanager
-def applied(runtime: ModelRuntime, layout: str, precision: str, device: torch.device):
+def applied(runtime: ModelRuntime, layout: str, precision: str):
     """Run ``runtime`` (the service's engine) with a candidate for the duration of the block: its DAE
-    swapped for a re-laid-out copy, under the candidate's precision; restored afterwards."""
-    original = runtime.dae
-    runtime.dae = laid_out(original, layout)
+    swapped for a re-laid-out copy and its precision for the candidate's; both restored afterwards."""
+    original, original_precision = runtime.dae, runtime.precision
+    runtime.dae, runtime.precision = laid_out(original, layout), precision
     try:
-        with precision_context(precision, device):
-            yield runtime
+        yield runtime
     finally:
-        runtime.dae = original
+        runtime.dae, runtime.precision = original, original_precision
 
 
 def candidate_sweep(dae: torch.nn.Module, images: torch.Tensor, plan: SweepPlan,

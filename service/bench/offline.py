@@ -1,6 +1,6 @@
 """Offline engine throughput: the bare DAE step (the floor), the purification loop and the whole engine.
 
-Per batch size b (images cycled from the bench images):
+Per batch size b (images cycled from the bench images), in the runtime's precision:
 - ``floor``: one DAE forward + input-gradient backward on b images (``flops.dae_step``);
 - ``loop``: ``purify`` alone on adversarial images, and its overhead over mean steps x the bare step
   timed beside each call;
@@ -74,7 +74,8 @@ def floor_sweep(runtime: ModelRuntime, images: BenchImages, plan: SweepPlan) -> 
     rows = []
     for batch in plan.batch_sizes:
         x = repeat_to(images.adversarial, batch).to(plan.device)
-        rows.append(_point(batch, timed(lambda: dae_step(runtime.dae, x), plan)))
+        with runtime.autocast():
+            rows.append(_point(batch, timed(lambda: dae_step(runtime.dae, x), plan)))
         log.info("floor %s b=%d: %.4f s", runtime.name, batch, rows[-1]["seconds"]["median"])
     return rows
 
@@ -93,7 +94,8 @@ def loop_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchIma
         on_device = x.to(plan.device)
         floor_samples, loop_samples, ratios, steps = [], [], [], []
         for call in range(plan.repeats + 1):  # the first pair warms up
-            floor_seconds = time_call(lambda: dae_step(runtime.dae, on_device), plan.device)
+            with runtime.autocast():
+                floor_seconds = time_call(lambda: dae_step(runtime.dae, on_device), plan.device)
             started = time.perf_counter()
             mean_steps = purify(runtime.dae, x, runtime.calibration, settings).steps.float().mean().item()
             _sync(plan.device)

@@ -69,7 +69,7 @@ def _flops(bundle: dict) -> list[str]:
     return lines
 
 
-def _sweep(bundle: dict, peak: float) -> list[str]:
+def _sweep(bundle: dict, peak: float, precision: str) -> list[str]:
     floor = {r["batch"]: r for r in bundle["floor"]}
     step_flops = next(iter(bundle["flops"].values()), {}).get("dae_step", 0)
     lines = []
@@ -96,7 +96,8 @@ def _sweep(bundle: dict, peak: float) -> list[str]:
         lines += [f"### Offline throughput, variant {variant}", ""] + _table(
             ["batch", "floor ms/step", "floor GFLOP/s", "loop ms", "paired floor ms/step",
              "loop / (steps × paired floor)", "engine PGD images/s",
-             "steps", "achieved GFLOP/s", "of fp32 peak", "engine clean images/s", "steps", "clean/PGD cost"], table)
+             "steps", "achieved GFLOP/s", f"of {precision} matmul peak", "engine clean images/s", "steps",
+             "clean/PGD cost"], table)
     return lines
 
 
@@ -154,12 +155,14 @@ def _served(served: dict) -> list[str]:
 
 def render(result: dict) -> str:
     """The measured part of docs/PERFORMANCE.md."""
-    peak = result["peak"]["fp32_matmul_flops"]["median"]
     lines = [BEGIN, "", "## Measurements", ""] + _machine(result) + _targets(result) + _peak(result)
     for name, bundle in result["bundles"].items():
+        precision = bundle.get("precision", "fp32")
+        peak = result["peak"].get(f"{precision}_matmul_flops", result["peak"]["fp32_matmul_flops"])["median"]
         lines += [f"## Bundle `{name}`", "", f"Inputs: {bundle['inputs']}; adversarial: {bundle['attack']}. "
-                  f"Settings: `{bundle['default_settings']}`.",
-                  ""] + _flops(bundle) + _sweep(bundle, peak) + _candidates(bundle) + _engine_candidates(bundle)
+                  f"Settings: `{bundle['default_settings']}`; purification precision {precision} (floor, loop and "
+                  "engine).", ""] + _flops(bundle) + _sweep(bundle, peak, precision) + _candidates(bundle) \
+            + _engine_candidates(bundle)
     if result.get("served"):
         lines += _served(result["served"])
     return "\n".join(lines + [END, ""])

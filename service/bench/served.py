@@ -29,8 +29,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.bench.load import LoadRun, Target, closed_loop, open_loop
-from service.bench.wrk import wrk_closed_loop
 from service.bench.stats import Spread
+from service.bench.wrk import wrk_closed_loop
 
 log = logging.getLogger(__name__)
 BATCH_METRIC = "apudae_batch_size_images"
@@ -50,6 +50,7 @@ class ServePlan:
     max_batch_wait: float
     max_queue_size: int
     closed_loop_generator: str = "python"  # "wrk" or "python"
+    precision: str = "auto"  # the service's APUDAE_PRECISION
     startup_timeout: float = 600.0
 
     def closed_loop(self, target: Target, clients: int, duration: float):
@@ -73,6 +74,7 @@ def running_service(bundle_dir: Path, max_batch_size: int, plan: ServePlan, thre
         env = {**os.environ, "APUDAE_MODEL_DIR": models, "APUDAE_HOST": "127.0.0.1", "APUDAE_PORT": str(port),
                "APUDAE_MAX_BATCH_SIZE": str(max_batch_size), "APUDAE_MAX_BATCH_WAIT": str(plan.max_batch_wait),
                "APUDAE_MAX_QUEUE_SIZE": str(plan.max_queue_size), "APUDAE_LOG_LEVEL": "warning",
+               "APUDAE_PRECISION": plan.precision,
                "OMP_NUM_THREADS": str(threads), "APUDAE_MAX_IMAGES": str(min(64, plan.max_queue_size))}
         process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env)
         base = f"http://127.0.0.1:{port}"

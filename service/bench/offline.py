@@ -97,7 +97,8 @@ def loop_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchIma
             with runtime.autocast():
                 floor_seconds = time_call(lambda: dae_step(runtime.dae, on_device), plan.device)
             started = time.perf_counter()
-            mean_steps = purify(runtime.dae, x, runtime.calibration, settings).steps.float().mean().item()
+            with runtime.autocast():
+                mean_steps = purify(runtime.dae, x, runtime.calibration, settings).steps.float().mean().item()
             _sync(plan.device)
             loop_seconds = time.perf_counter() - started
             if call:

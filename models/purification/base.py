@@ -42,7 +42,7 @@ class Purifier:
         with torch.no_grad():
             before = per_image_error(self.dae, x)
         out, steps = self.run(x, error=before)
-        out = out.detach()
+        out = out.detach().to(x.dtype)  # float32 even when the DAE output itself is the result (direct, autocast)
         after = before.clone()
         changed = (steps > 0) | self.always_changes
         if changed.any():

@@ -2,6 +2,7 @@
 import torch
 
 from models.bundle import load_bundle
+from models.purification import PURIFIERS
 from service.engine import ModelRuntime
 
 
@@ -33,3 +34,12 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_amx_bf16(tmp_path, monkeypatc
         assert engine.resolve_precision("auto", torch.device("cuda")) == "fp32"  # not measured on a GPU
         assert engine.resolve_precision("fp32", torch.device("cpu")) == "fp32"
         assert engine.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_every_variant_runs_under_bf16_and_returns_float32_images_and_errors(tiny_models_dir):
+    runtime = ModelRuntime(load_bundle(tiny_models_dir / "tiny"), torch.device("cpu"), "bf16")
+    images = torch.rand(3, *runtime.bundle.input_shape, generator=torch.Generator().manual_seed(1))
+    for variant in PURIFIERS:
+        for result in runtime.purify(images, runtime.default_settings(variant=variant, seed=0)):
+            assert result.pixels.dtype == torch.float32 and 0 <= result.pixels.min() <= result.pixels.max() <= 1
+            assert result.error_after >= 0, variant

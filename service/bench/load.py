@@ -20,6 +20,14 @@ from service.bench.stats import percentile
 REJECTED = (429, 503)
 
 
+def run_summary(answered: int, rejected: int, errors: int, elapsed: float, p50: float, p90: float,
+                p99: float) -> dict:
+    """One load run's figures: throughput (answered/s), latency percentiles (s), rejected share and counts."""
+    sent = answered + rejected + errors
+    return {"throughput": answered / elapsed if elapsed else 0.0, "p50": p50, "p90": p90, "p99": p99,
+            "answered": answered, "rejected_share": rejected / sent if sent else 0.0, "errors": errors, "sent": sent}
+
+
 @dataclass
 class LoadRun:
     """What one load run saw: latencies (s) of answered requests, rejection and error counts, elapsed s."""
@@ -38,12 +46,9 @@ class LoadRun:
             self.errors += 1
 
     def summary(self) -> dict:
-        """Throughput (answered/s), latency percentiles (s), rejected share and counts."""
-        sent = len(self.latencies) + self.rejected + self.errors
-        return {"throughput": len(self.latencies) / self.elapsed if self.elapsed else 0.0,
-                "p50": percentile(self.latencies, 50), "p90": percentile(self.latencies, 90),
-                "p99": percentile(self.latencies, 99), "answered": len(self.latencies),
-                "rejected_share": self.rejected / sent if sent else 0.0, "errors": self.errors, "sent": sent}
+        """See ``run_summary``."""
+        return run_summary(len(self.latencies), self.rejected, self.errors, self.elapsed,
+                           *(percentile(self.latencies, q) for q in (50, 90, 99)))
 
 
 class Target:

@@ -40,12 +40,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn, device: torch.device) -> float:
-    """Seconds of one call of ``fn`` on ``device`` (CUDA synchronised)."""
+def time_call(fn, device: torch.device):
+    """(seconds, result) of one call of ``fn`` on ``device`` (CUDA synchronised)."""
     started = time.perf_counter()
-    fn()
+    result = fn()
     _sync(device)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, result
 
 
 def timed(fn, plan: SweepPlan) -> Spread:
@@ -95,12 +95,10 @@ def loop_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchIma
         floor_samples, loop_samples, ratios, steps = [], [], [], []
         for call in range(plan.repeats + 1):  # the first pair warms up
             with runtime.autocast():
-                floor_seconds = time_call(lambda: dae_step(runtime.dae, on_device), plan.device)
-            started = time.perf_counter()
-            with runtime.autocast():
-                mean_steps = purify(runtime.dae, x, runtime.calibration, settings).steps.float().mean().item()
-            _sync(plan.device)
-            loop_seconds = time.perf_counter() - started
+                floor_seconds, _ = time_call(lambda: dae_step(runtime.dae, on_device), plan.device)
+                loop_seconds, mean_steps = time_call(
+                    lambda: purify(runtime.dae, x, runtime.calibration, settings).steps.float().mean().item(),
+                    plan.device)
             if call:
                 floor_samples.append(floor_seconds)
                 loop_samples.append(loop_seconds)

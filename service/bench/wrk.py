@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.bench.load import REJECTED, Target
+from service.bench.load import REJECTED, Target, run_summary
 
 BOUNDARY = "apudae-bench-boundary"
 
@@ -74,10 +74,8 @@ class WrkRun:
     p99: float
 
     def summary(self) -> dict:
-        sent = self.answered + self.rejected + self.errors
-        return {"throughput": self.answered / self.elapsed if self.elapsed else 0.0, "p50": self.p50,
-                "p90": self.p90, "p99": self.p99, "answered": self.answered,
-                "rejected_share": self.rejected / sent if sent else 0.0, "errors": self.errors, "sent": sent}
+        """See ``load.run_summary``."""
+        return run_summary(self.answered, self.rejected, self.errors, self.elapsed, self.p50, self.p90, self.p99)
 
 
 def write_script(target: Target, folder: Path) -> Path:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from training.data import load_dataset, train_holdout_split
 from training.loops import PARTS, train_part
 from training.options import add_data_options, apply_threads, workdir_of
-from training.recipes import recipe_for
+from training.recipes import Recipe, recipe_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,12 +16,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="classifier, dae (eq. 5), adversarial (PGD-trained baseline) or all")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs for the chosen part(s)")
     parser.add_argument("--holdout", type=int, default=None, help="training images kept out for calibration")
+    parser.add_argument("--dae-sigma-max", type=float, default=None,
+                        help="override the recipe's largest DAE training noise std (eq. 5, sigma ~ U[0, sigma_max])")
+
+
+def recipe_of(args: argparse.Namespace) -> Recipe:
+    """The data set's recipe with the command line's overrides (epochs, holdout, DAE sigma_max)."""
+    epochs = {"classifier_epochs": args.epochs, "dae_epochs": args.epochs, "adversarial_epochs": args.epochs}
+    recipe = recipe_for(args.dataset, holdout=args.holdout, **epochs)
+    if args.dae_sigma_max is not None:
+        recipe = replace(recipe, dae=replace(recipe.dae, sigma_max=args.dae_sigma_max))
+    return recipe
 
 
 def run(args: argparse.Namespace) -> int:
     apply_threads(args)
-    epochs = {"classifier_epochs": args.epochs, "dae_epochs": args.epochs, "adversarial_epochs": args.epochs}
-    recipe = recipe_for(args.dataset, holdout=args.holdout, **epochs)
+    recipe = recipe_of(args)
     data = load_dataset(args.dataset, "train", args.data_dir, args.download)
     train_index, holdout_index = train_holdout_split(len(data), recipe.holdout)
     train, holdout = data.subset(train_index), data.subset(holdout_index)

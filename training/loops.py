@@ -145,6 +145,7 @@ def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdi
         record = {"epoch": epoch + 1, "train_loss": running / seen, "seconds": time.time() - started}
         if is_dae:
             record["val_clean_reconstruction_error"] = per_image_errors(model, val).mean().item()
+            record["sigma_max"] = recipe.dae.sigma_max  # a resumed run may train on with another noise range
         else:
             record["val_accuracy"] = accuracy(model, val)
         meta = {"epoch": epoch + 1, "history": meta["history"] + [record],

@@ -91,6 +91,14 @@ def write_bundle(out: Path, name: str, dae: torch.nn.Module, classifier: torch.n
     return meta
 
 
+def _dae_noise_by_epoch(provenance: dict) -> list[str]:
+    """A model-card line when the DAE's epochs did not all train on the same sigma_max (eq. 5)."""
+    sigmas = [record.get("sigma_max") for record in provenance.get("history", {}).get("dae", [])]
+    if len(set(sigmas)) <= 1:
+        return []
+    return [f"- DAE training noise sigma_max by epoch: {', '.join(str(s) for s in sigmas)}"]
+
+
 def model_card(meta: dict) -> str:
     p, m, c = meta["provenance"], meta["metrics"], meta["calibration"]
     lines = [
@@ -107,6 +115,7 @@ def model_card(meta: dict) -> str:
         "## Provenance",
         f"- data: {p['data']}; splits: {json.dumps(p['splits'])}; seed {p['seed']}; git {p['git_commit'][:12]}",
         f"- epochs: {json.dumps(p['epochs'])}; wall time (s): {json.dumps(p['wall_seconds'])}",
+        *_dae_noise_by_epoch(p),
         f"- machine: {p['machine']['cpu']} ({p['machine']['cores']} cores), torch {p['machine']['torch']}", "",
         "## Limits",
         "Grey-box robustness does not imply robustness to adaptive attacks; see docs/RESULTS.md.", "",

@@ -8,7 +8,7 @@ from models.calibration import Calibration
 from tests.conftest import make_tiny_nets
 from training.checkpoint import load_checkpoint
 from training.loops import load_trained, make_optimizer
-from training.package import machine_description, write_bundle
+from training.package import machine_description, model_card, write_bundle
 from training.recipes import recipe_for
 from training.unbundle import unbundle
 
@@ -48,3 +48,12 @@ def test_an_unbundled_run_resumes_into_a_fresh_model_and_optimizer(tmp_path):
     meta = load_checkpoint(tmp_path / "runs" / "dae", dae.train(), make_optimizer("dae", dae, recipe))
     assert meta["epoch"] == 2
     assert all(torch.equal(dae.state_dict()[k], v) for k, v in bundle.dae.state_dict().items())
+
+
+def test_the_model_card_lists_the_dae_noise_of_each_epoch_when_it_changed(tmp_path):
+    bundle = _bundle_with_provenance(tmp_path / "bundle")
+    provenance = bundle.meta["provenance"]
+    provenance["history"]["dae"] = [{"epoch": 1, "sigma_max": 0.1}, {"epoch": 2, "sigma_max": 0.25}]
+    assert "- DAE training noise sigma_max by epoch: 0.1, 0.25" in model_card(bundle.meta)
+    provenance["history"]["dae"] = [{"epoch": 1, "sigma_max": 0.1}, {"epoch": 2, "sigma_max": 0.1}]
+    assert "sigma_max by epoch" not in model_card(bundle.meta)

@@ -31,7 +31,12 @@ def unbundle(bundle: Bundle, workdir: Path) -> list[str]:
             continue
         epochs = provenance["epochs"][part]
         recipe = {**provenance["recipe"], EPOCHS_KEY[part]: epochs}
-        meta = {"epoch": epochs, "history": provenance["history"][part],
+        history = provenance["history"][part]
+        if part == "dae":  # the provenance recipe is the classifier's: a DAE trained on may differ (sigma_max)
+            recipe["dae"] = bundle.dae.config.to_dict()
+            # bundles from before epochs recorded their noise trained every epoch on the config's
+            history = [{"sigma_max": bundle.dae.config.sigma_max, **record} for record in history]
+        meta = {"epoch": epochs, "history": history,
                 "wall_seconds": provenance["wall_seconds"][part], "seed": provenance["seed"], "recipe": recipe,
                 "part": part, "restored_from_bundle": str(bundle.path)}
         model.requires_grad_(True)

@@ -34,10 +34,21 @@ def test_every_part_comes_back_as_a_finished_run_with_the_bundle_weights(tmp_pat
     for part, original, epochs in (("classifier", bundle.classifier, 3), ("dae", bundle.dae, 2),
                                    ("adversarial", bundle.adversarial_classifier, 1)):
         model, meta = load_trained(tmp_path / "runs", part)
-        assert meta["epoch"] == epochs and meta["seed"] == 3 and meta["history"] == [{"epoch": 1, "train_loss": 1.0}]
+        assert meta["epoch"] == epochs and meta["seed"] == 3
+        assert [{k: v for k, v in record.items() if k != "sigma_max"} for record in meta["history"]] == [
+            {"epoch": 1, "train_loss": 1.0}]
         for key, value in original.state_dict().items():
             assert torch.equal(model.state_dict()[key], value), (part, key)
     assert Calibration.from_dict(json.loads((tmp_path / "runs" / "calibration.json").read_text())) == bundle.calibration
+
+
+def test_the_unbundled_dae_keeps_its_own_config_and_its_noise_by_epoch(tmp_path):
+    bundle = _bundle_with_provenance(tmp_path / "bundle")
+    bundle.meta["provenance"]["recipe"]["dae"]["sigma_max"] = 0.05  # the classifier's recipe, older than the DAE
+    unbundle(bundle, tmp_path / "runs")
+    meta = json.loads((tmp_path / "runs" / "dae.json").read_text())
+    assert meta["recipe"]["dae"] == bundle.dae.config.to_dict()
+    assert [record["sigma_max"] for record in meta["history"]] == [bundle.dae.config.sigma_max]
 
 
 def test_an_unbundled_run_resumes_into_a_fresh_model_and_optimizer(tmp_path):

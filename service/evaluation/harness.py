@@ -17,7 +17,7 @@ def build_config(runtime: ModelRuntime, request: dict, device: str):
     from training.evaluation.config import EvaluationConfig
 
     fields = {k: v for k, v in request.items() if v is not None}
-    for name in ("attacks", "epsilons"):
+    for name in ("attacks", "epsilons", "compare"):
         if name in fields:
             fields[name] = tuple(fields[name])
     return EvaluationConfig(bundle=str(runtime.bundle.path), device=device, **fields)

@@ -65,11 +65,11 @@ def test_cli_builds_the_config_and_runs(tiny_models_dir, seven_images, tmp_path,
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     args = parser.parse_args(["--bundle", str(tiny_models_dir / "tiny"), "--variant", "E", "--attacks",
-                              "random,counter-a", "--epsilon", "0.05", "0.1", "--samples", "0", "--n", "2",
+                              "random,counter-a", "--compare", "A, D", "--epsilon", "0.05", "0.1", "--samples", "0", "--n", "2",
                               "--no-quantize", "--out", str(tmp_path)])
     config = cli.config_from_args(args)
     assert config.epsilons == (0.05, 0.1) and config.purify == {"n": 2} and not config.quantize
-    assert config.samples is None
+    assert config.samples is None and config.compare == ("A", "D")
     monkeypatch.setattr(cli, "run_evaluation",
                         lambda cfg, progress: run_evaluation(cfg, progress, data=seven_images))
     assert cli.run(args) == 0
@@ -82,3 +82,19 @@ def test_config_rejects_unknown_names(tiny_models_dir):
         EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("nope",))
     with pytest.raises(ValueError, match="unknown variant"):
         EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), variant="Q")
+
+
+def test_compared_variants_see_the_same_adversaries_as_their_own_runs(tiny_models_dir, seven_images):
+    """--compare adds defences without changing anyone's numbers: each variant scores as in its own run."""
+    def cells(**fields) -> dict:
+        config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("random", "fgsm"), samples=None,
+                                  batch_size=4, epsilons=(0.1,), purify={"n": 3, "gamma": 0.05}, **fields)
+        summary = run_evaluation(config, data=seven_images)
+        return {(c["defence"], c["attack"]): c["correct"] for c in summary["cells"]}, summary["defences"]
+
+    together, defences = cells(variant="F", compare=("E", "A", "F"))
+    assert defences == ["none", "direct", "A", "E", "F"]  # the tiny bundle has no adversarial classifier
+    for variant in ("A", "E", "F"):
+        alone, _ = cells(variant=variant)
+        assert {k: v for k, v in together.items() if k[0] == variant} == {k: v for k, v in alone.items()
+                                                                         if k[0] == variant}

@@ -16,6 +16,8 @@ from training.evaluation.harness import run_evaluation
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", required=True, help="bundle directory, e.g. models/mnist")
     parser.add_argument("--variant", choices=VARIANTS, help="purification variant (default: the bundle's)")
+    parser.add_argument("--compare", default="",
+                        help="comma-separated further variants, evaluated on the same adversaries (paper Table 3)")
     parser.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS),
                         help=f"comma-separated, from: {', '.join(ATTACKS)}")
     parser.add_argument("--epsilon", type=float, nargs="+", default=[0.1],
@@ -39,12 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="results/evaluate", help="output directory for results.json/.md and plots")
 
 
+def _names(comma_separated: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in comma_separated.split(",") if name.strip())
+
+
 def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
     purify = {k: getattr(args, k) for k in ("n", "alpha", "beta", "gamma", "step", "carry")
               if getattr(args, k) is not None}
     return EvaluationConfig(
-        bundle=args.bundle, variant=args.variant, purify=purify,
-        attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()), epsilons=tuple(args.epsilon),
+        bundle=args.bundle, variant=args.variant, purify=purify, compare=_names(args.compare),
+        attacks=_names(args.attacks), epsilons=tuple(args.epsilon),
         samples=args.samples or None, seed=args.seed, batch_size=args.batch_size, device=args.device,
         quantize=args.quantize, adaptive_steps=args.adaptive_steps, adaptive_eot=args.adaptive_eot,
         reduced_reason=args.reduced_reason, data_dir=args.data_dir, out=args.out)

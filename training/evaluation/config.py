@@ -12,7 +12,9 @@ DEFAULT_ATTACKS = ("random", "fgsm", "r-fgsm", "bim", "pgd", "cw")
 @dataclass(frozen=True)
 class EvaluationConfig:
     """bundle: path of a bundle directory; variant: the purification variant under test (the bundle's
-    default when None); purify: further PurifySettings overrides (n, alpha, beta, gamma, step, ...);
+    default when None); compare: further variants evaluated beside it with the same settings, shown the
+    same grey-box adversaries (the paper's Table 3 compares A-G this way; adaptive attacks target each
+    variant on its own); purify: further PurifySettings overrides (n, alpha, beta, gamma, step, ...);
     attacks: names from ``training.attacks.ATTACKS``; epsilons: l_inf budgets, each a full run;
     samples: test images (a seeded random subset of the test split; None = all); seed: subset, attack
     and purification randomness; quantize: round adversarial images to 8 bits before the defence sees
@@ -22,6 +24,7 @@ class EvaluationConfig:
 
     bundle: str
     variant: str | None = None
+    compare: tuple[str, ...] = ()
     purify: dict = field(default_factory=dict)
     attacks: tuple[str, ...] = DEFAULT_ATTACKS
     epsilons: tuple[float, ...] = (0.1,)
@@ -38,8 +41,9 @@ class EvaluationConfig:
     out: str | None = None
 
     def __post_init__(self):
-        if self.variant is not None and self.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        for variant in (self.variant, *self.compare):
+            if variant is not None and variant not in VARIANTS:
+                raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
         unknown = [a for a in self.attacks if a not in ATTACKS]
         if unknown:
             raise ValueError(f"unknown attacks {unknown}; choose from {', '.join(ATTACKS)}")
@@ -50,5 +54,5 @@ class EvaluationConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["attacks"], d["epsilons"] = list(self.attacks), list(self.epsilons)
+        d["attacks"], d["epsilons"], d["compare"] = list(self.attacks), list(self.epsilons), list(self.compare)
         return d

@@ -2,7 +2,8 @@
 each defence still classifies correctly.
 
 Defences (the paper's columns): "none" (the classifier), "adversarial-training" (the bundle's PGD-trained
-classifier, when it has one), "direct" (classifier(DAE(x))) and the purification variant under test.
+classifier, when it has one), "direct" (classifier(DAE(x))), the purification variant under test and the
+variants it is compared with (the rows of the paper's Table 3).
 Grey-box adversaries are made once per classifier and shown to every defence built on it; adaptive
 attacks that target one defence (BPDA, PGD-EOT, APGD-EOT) are run against each purifying defence.
 """
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from models.bundle import Bundle, load_bundle
-from models.purification import PurificationResult, PurifySettings, purify
+from models.purification import VARIANTS, PurificationResult, PurifySettings, purify
 from training.attacks import GREY_BOX, Attack, AttackTarget, build_attacks
 from training.data import ImageSet, load_dataset
 from training.evaluation.config import EvaluationConfig
@@ -52,13 +53,14 @@ class Artifacts:
     gallery: dict = field(default_factory=dict)
 
 
-def _defences(bundle: Bundle, settings: PurifySettings) -> list[Defence]:
+def _defences(bundle: Bundle, settings: PurifySettings, compare: tuple[str, ...] = ()) -> list[Defence]:
+    """The baselines, then "direct", ``settings.variant`` and ``compare`` in the paper's order (A..G),
+    each purifying variant with ``settings`` but its own name."""
     defences = [Defence("none", bundle.classifier)]
     if bundle.adversarial_classifier is not None:
         defences.append(Defence("adversarial-training", bundle.adversarial_classifier))
-    defences.append(Defence("direct", bundle.classifier, replace(settings, variant="direct")))
-    if settings.variant != "direct":
-        defences.append(Defence(settings.variant, bundle.classifier, settings))
+    chosen = {"direct", settings.variant, *compare}
+    defences += [Defence(v, bundle.classifier, replace(settings, variant=v)) for v in VARIANTS if v in chosen]
     return defences
 
 
@@ -76,7 +78,7 @@ class Evaluation:
         self.data = data if data is not None else load_dataset(dataset, "test", config.data_dir)
         overrides = {**config.purify, "variant": config.variant, "seed": config.seed}
         self.settings = PurifySettings.from_defaults(self.bundle.purification_defaults, **overrides)
-        self.defences = _defences(self.bundle, self.settings)
+        self.defences = _defences(self.bundle, self.settings, config.compare)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.tally, self.artifacts = Tally(), Artifacts()
         self.attack_settings: dict[str, dict] = {}
@@ -142,7 +144,7 @@ class Evaluation:
             seconds = time.perf_counter() - began
             self.tally.add(epsilon, defence.name, attack, threat_model, int((preds == y).sum()), len(y),
                            attack_seconds, seconds)
-            if result is not None and defence.name != "direct" and epsilon == self.config.epsilons[0]:
+            if defence.name == self.settings.variant != "direct" and epsilon == self.config.epsilons[0]:
                 self._keep(attack, x, preds, result, defence.name)
 
     def _keep(self, attack: str, x: torch.Tensor, preds: torch.Tensor, result: PurificationResult,

@@ -93,6 +93,8 @@ def test_the_real_harness_failing_on_missing_data_fails_the_job_only(client, adm
 def test_bad_requests_are_refused_before_a_job_starts(client, admin):
     assert client.post("/evaluate", json={"samples": 10**6}, headers=admin).status_code == 422
     assert client.post("/evaluate", json={"attacks": ["nope"]}, headers=admin).status_code == 422
+    refused = client.post("/evaluate", json={"compare": ["A", "Q"]}, headers=admin)
+    assert refused.status_code == 422 and "unknown variant 'Q'" in refused.json()["detail"]
     assert client.post("/evaluate", json={"bundle": "/etc"}, headers=admin).status_code == 422
     assert client.post("/evaluate", json={"model": "nope"}, headers=admin).status_code == 404
     assert client.get("/evaluate/" + "0" * 32, headers=admin).status_code == 404

@@ -98,3 +98,21 @@ def test_compared_variants_see_the_same_adversaries_as_their_own_runs(tiny_model
         alone, _ = cells(variant=variant)
         assert {k: v for k, v in together.items() if k[0] == variant} == {k: v for k, v in alone.items()
                                                                          if k[0] == variant}
+
+
+def test_worst_case_row_counts_images_that_survive_every_adaptive_attack(tiny_models_dir, seven_images):
+    def cells(attacks: tuple[str, ...]) -> dict:
+        config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=attacks, samples=None,
+                                  batch_size=3, epsilons=(0.3,), purify={"n": 2})
+        return {(c["defence"], c["attack"]): c for c in run_evaluation(config, data=seven_images)["cells"]}
+
+    together = cells(("random", "counter-a", "counter-b"))
+    for defence in ("direct", "F"):
+        worst = together[(defence, "worst-case")]
+        adaptive = [c for (d, a), c in together.items() if d == defence and a.startswith("counter")]
+        assert len(adaptive) == 6 and worst["threat_model"] == "adaptive" and worst["total"] == 7
+        assert worst["correct"] <= min(c["correct"] for c in adaptive)
+        # every image an attack broke is broken in the worst case: at most sum of the misses
+        assert worst["correct"] >= 7 - sum(7 - c["correct"] for c in adaptive)
+    assert ("none", "worst-case") not in together  # grey-box-only defences are not in the adaptive row
+    assert not any(a == "worst-case" for _, a in cells(("random", "counter-a")))  # one adaptive attack: no row

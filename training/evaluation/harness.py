@@ -6,6 +6,8 @@ classifier, when it has one), "direct" (classifier(DAE(x))), the purification va
 variants it is compared with (the rows of the paper's Table 3).
 Grey-box adversaries are made once per classifier and shown to every defence built on it; adaptive
 attacks that target one defence (BPDA, PGD-EOT, APGD-EOT) are run against each purifying defence.
+With two or more adaptive attacks, the ``worst-case`` row counts per defence the images that every one
+of them (each beta of counter-attack B included) left correctly classified, as AutoAttack does.
 """
 from __future__ import annotations
 
@@ -19,12 +21,13 @@ from torch import nn
 
 from models.bundle import Bundle, load_bundle
 from models.purification import VARIANTS, PurificationResult, PurifySettings, purify
-from training.attacks import GREY_BOX, Attack, AttackTarget, build_attacks
+from training.attacks import ADAPTIVE, GREY_BOX, Attack, AttackTarget, build_attacks
 from training.data import ImageSet, load_dataset
 from training.evaluation.config import EvaluationConfig
 from training.evaluation.stats import Tally
 
 GALLERY_SIZE = 8
+WORST_CASE = "worst-case"  # the row of images that survived every adaptive attack of the run
 Progress = Callable[[int, int], None]
 
 
@@ -114,6 +117,7 @@ class Evaluation:
 
     def _batch(self, epsilon: float, attacks: list[Attack], x: torch.Tensor, y: torch.Tensor) -> None:
         self._score(epsilon, "clean", GREY_BOX, self.defences, x, y, 0.0)
+        survivors: dict[str, torch.Tensor] = {}  # defence -> (B,) bool: correct under every adaptive attack
         for attack in attacks:
             if attack.threat_model == GREY_BOX:
                 for classifier in {id(d.classifier): d.classifier for d in self.defences}.values():
@@ -125,23 +129,30 @@ class Evaluation:
             for group in groups:
                 target = AttackTarget(self.bundle.classifier, self.bundle.dae, self.bundle.calibration,
                                       group[0].settings, self.generator)
-                self._attack(epsilon, attack, target, group, x, y)
+                self._attack(epsilon, attack, target, group, x, y, survivors)
+        if sum(attack.threat_model == ADAPTIVE for attack in attacks) > 1:
+            for name, alive in survivors.items():
+                self.tally.add(epsilon, name, WORST_CASE, ADAPTIVE, int(alive.sum()), len(alive))
 
     def _attack(self, epsilon: float, attack: Attack, target: AttackTarget, defences: list[Defence],
-                x: torch.Tensor, y: torch.Tensor) -> None:
+                x: torch.Tensor, y: torch.Tensor, survivors: dict[str, torch.Tensor] | None = None) -> None:
         began = time.perf_counter()
         adv = attack.generate(target, x, y)
         seconds = time.perf_counter() - began
         if self.config.quantize:
             adv = adv.mul(255).round().div(255)
-        self._score(epsilon, attack.name, attack.threat_model, defences, adv, y, seconds)
+        self._score(epsilon, attack.name, attack.threat_model, defences, adv, y, seconds, survivors)
 
     def _score(self, epsilon: float, attack: str, threat_model: str, defences: list[Defence],
-               x: torch.Tensor, y: torch.Tensor, attack_seconds: float) -> None:
+               x: torch.Tensor, y: torch.Tensor, attack_seconds: float,
+               survivors: dict[str, torch.Tensor] | None = None) -> None:
+        """Count each defence's correct predictions on x; with ``survivors``, also AND them per image."""
         for defence in defences:
             began = time.perf_counter()
             preds, result = defence.predict(self.bundle, x)
             seconds = time.perf_counter() - began
+            if survivors is not None:
+                survivors[defence.name] = survivors.get(defence.name, preds == y) & (preds == y)
             self.tally.add(epsilon, defence.name, attack, threat_model, int((preds == y).sum()), len(y),
                            attack_seconds, seconds)
             if defence.name == self.settings.variant != "direct" and epsilon == self.config.epsilons[0]:

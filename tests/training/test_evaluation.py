@@ -65,8 +65,8 @@ def test_cli_builds_the_config_and_runs(tiny_models_dir, seven_images, tmp_path,
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     args = parser.parse_args(["--bundle", str(tiny_models_dir / "tiny"), "--variant", "E", "--attacks",
-                              "random,counter-a", "--compare", "A, D", "--epsilon", "0.05", "0.1", "--samples", "0", "--n", "2",
-                              "--no-quantize", "--out", str(tmp_path)])
+                              "random,counter-a", "--compare", "A, D", "--epsilon", "0.05", "0.1",
+                              "--samples", "0", "--n", "2", "--no-quantize", "--out", str(tmp_path)])
     config = cli.config_from_args(args)
     assert config.epsilons == (0.05, 0.1) and config.purify == {"n": 2} and not config.quantize
     assert config.samples is None and config.compare == ("A", "D")

@@ -129,34 +129,36 @@ class Evaluation:
             for group in groups:
                 target = AttackTarget(self.bundle.classifier, self.bundle.dae, self.bundle.calibration,
                                       group[0].settings, self.generator)
-                self._attack(epsilon, attack, target, group, x, y, survivors)
+                for name, correct in self._attack(epsilon, attack, target, group, x, y).items():
+                    survivors[name] = survivors.get(name, correct) & correct
         if sum(attack.threat_model == ADAPTIVE for attack in attacks) > 1:
             for name, alive in survivors.items():
                 self.tally.add(epsilon, name, WORST_CASE, ADAPTIVE, int(alive.sum()), len(alive))
 
     def _attack(self, epsilon: float, attack: Attack, target: AttackTarget, defences: list[Defence],
-                x: torch.Tensor, y: torch.Tensor, survivors: dict[str, torch.Tensor] | None = None) -> None:
+                x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Attack x, score ``defences`` on the adversaries; returns each defence's (B,) bool correctness."""
         began = time.perf_counter()
         adv = attack.generate(target, x, y)
         seconds = time.perf_counter() - began
         if self.config.quantize:
             adv = adv.mul(255).round().div(255)
-        self._score(epsilon, attack.name, attack.threat_model, defences, adv, y, seconds, survivors)
+        return self._score(epsilon, attack.name, attack.threat_model, defences, adv, y, seconds)
 
     def _score(self, epsilon: float, attack: str, threat_model: str, defences: list[Defence],
-               x: torch.Tensor, y: torch.Tensor, attack_seconds: float,
-               survivors: dict[str, torch.Tensor] | None = None) -> None:
-        """Count each defence's correct predictions on x; with ``survivors``, also AND them per image."""
+               x: torch.Tensor, y: torch.Tensor, attack_seconds: float) -> dict[str, torch.Tensor]:
+        """Count each defence's correct predictions on x; returns them per image, (B,) bool per defence."""
+        outcomes = {}
         for defence in defences:
             began = time.perf_counter()
             preds, result = defence.predict(self.bundle, x)
             seconds = time.perf_counter() - began
-            if survivors is not None:
-                survivors[defence.name] = survivors.get(defence.name, preds == y) & (preds == y)
-            self.tally.add(epsilon, defence.name, attack, threat_model, int((preds == y).sum()), len(y),
+            outcomes[defence.name] = correct = preds == y
+            self.tally.add(epsilon, defence.name, attack, threat_model, int(correct.sum()), len(y),
                            attack_seconds, seconds)
             if defence.name == self.settings.variant != "direct" and epsilon == self.config.epsilons[0]:
                 self._keep(attack, x, preds, result, defence.name)
+        return outcomes
 
     def _keep(self, attack: str, x: torch.Tensor, preds: torch.Tensor, result: PurificationResult,
               defence: str) -> None:

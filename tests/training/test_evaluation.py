@@ -11,7 +11,7 @@ from models.bundle import load_bundle
 from training.data import ImageSet
 from training.evaluation import cli
 from training.evaluation.config import EvaluationConfig
-from training.evaluation.harness import run_evaluation
+from training.evaluation.harness import Evaluation, run_evaluation
 from training.evaluation.stats import Tally, wilson_interval
 
 
@@ -111,8 +111,27 @@ def test_worst_case_row_counts_images_that_survive_every_adaptive_attack(tiny_mo
         worst = together[(defence, "worst-case")]
         adaptive = [c for (d, a), c in together.items() if d == defence and a.startswith("counter")]
         assert len(adaptive) == 6 and worst["threat_model"] == "adaptive" and worst["total"] == 7
-        assert worst["correct"] <= min(c["correct"] for c in adaptive)
-        # every image an attack broke is broken in the worst case: at most sum of the misses
-        assert worst["correct"] >= 7 - sum(7 - c["correct"] for c in adaptive)
+        clean = together[(defence, "clean")]
+        assert worst["correct"] <= min(c["correct"] for c in [clean, *adaptive])
+        # every image the clean prediction or an attack got wrong is wrong in the worst case: at most the sum
+        assert worst["correct"] >= 7 - sum(7 - c["correct"] for c in [clean, *adaptive])
     assert ("none", "worst-case") not in together  # grey-box-only defences are not in the adaptive row
     assert not any(a == "worst-case" for _, a in cells(("random", "counter-a")))  # one adaptive attack: no row
+
+
+def test_worst_case_ands_the_clean_prediction_and_every_adaptive_attack_per_image(
+        tiny_models_dir, seven_images, monkeypatch):
+    """Per image, not per count: each outcome below is right on 6 of 7 images, a different one each."""
+    outcomes = {"clean": [0, 1, 1, 1, 1, 1, 1], "counter-a": [1, 0, 1, 1, 1, 1, 1],
+                "counter-b(beta=1)": [1, 1, 0, 1, 1, 1, 1], "pgd-eot": [1, 1, 1, 0, 1, 1, 1]}
+
+    def scripted_score(self, epsilon, attack, threat_model, defences, x, y, attack_seconds):
+        correct = torch.tensor(outcomes.get(attack, [1] * 7), dtype=torch.bool)
+        return {d.name: correct.clone() for d in defences}
+
+    monkeypatch.setattr(Evaluation, "_score", scripted_score)
+    config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("counter-a", "counter-b", "pgd-eot"),
+                              samples=None, batch_size=7, epsilons=(0.3,), purify={"n": 1},
+                              adaptive_steps=1, adaptive_eot=1)
+    cells = run_evaluation(config, data=seven_images)["cells"]  # only the harness's own row is tallied
+    assert {(c["defence"], c["correct"], c["total"]) for c in cells} == {("direct", 3, 7), ("F", 3, 7)}

@@ -6,8 +6,9 @@ classifier, when it has one), "direct" (classifier(DAE(x))), the purification va
 variants it is compared with (the rows of the paper's Table 3).
 Grey-box adversaries are made once per classifier and shown to every defence built on it; adaptive
 attacks that target one defence (BPDA, PGD-EOT, APGD-EOT) are run against each purifying defence.
-With two or more adaptive attacks, the ``worst-case`` row counts per defence the images that every one
-of them (each beta of counter-attack B included) left correctly classified, as AutoAttack does.
+With two or more adaptive attacks, the ``worst-case`` row counts per defence the images that it
+classifies correctly clean and that every one of those attacks (each beta of counter-attack B included)
+left correctly classified: AutoAttack's robust accuracy.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from training.evaluation.config import EvaluationConfig
 from training.evaluation.stats import Tally
 
 GALLERY_SIZE = 8
-WORST_CASE = "worst-case"  # the row of images that survived every adaptive attack of the run
+WORST_CASE = "worst-case"  # the row of images correct clean and under every adaptive attack of the run
 Progress = Callable[[int, int], None]
 
 
@@ -116,8 +117,8 @@ class Evaluation:
                 "wall_seconds": time.perf_counter() - start, "cells": self.tally.to_list()}
 
     def _batch(self, epsilon: float, attacks: list[Attack], x: torch.Tensor, y: torch.Tensor) -> None:
-        self._score(epsilon, "clean", GREY_BOX, self.defences, x, y, 0.0)
-        survivors: dict[str, torch.Tensor] = {}  # defence -> (B,) bool: correct under every adaptive attack
+        # defence -> (B,) bool: correct clean and, so far, under every adaptive attack
+        survivors = self._score(epsilon, "clean", GREY_BOX, self.defences, x, y, 0.0)
         for attack in attacks:
             if attack.threat_model == GREY_BOX:
                 for classifier in {id(d.classifier): d.classifier for d in self.defences}.values():
@@ -130,10 +131,12 @@ class Evaluation:
                 target = AttackTarget(self.bundle.classifier, self.bundle.dae, self.bundle.calibration,
                                       group[0].settings, self.generator)
                 for name, correct in self._attack(epsilon, attack, target, group, x, y).items():
-                    survivors[name] = survivors.get(name, correct) & correct
+                    survivors[name] &= correct
         if sum(attack.threat_model == ADAPTIVE for attack in attacks) > 1:
-            for name, alive in survivors.items():
-                self.tally.add(epsilon, name, WORST_CASE, ADAPTIVE, int(alive.sum()), len(alive))
+            for defence in self.defences:
+                if defence.settings is not None:
+                    alive = survivors[defence.name]
+                    self.tally.add(epsilon, defence.name, WORST_CASE, ADAPTIVE, int(alive.sum()), len(alive))
 
     def _attack(self, epsilon: float, attack: Attack, target: AttackTarget, defences: list[Defence],
                 x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

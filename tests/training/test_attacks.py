@@ -10,6 +10,7 @@ from models.calibration import Calibration
 from models.dae import DAEConfig, DenoisingAutoEncoder, reconstruction_error
 from models.purification import PurifySettings, purify
 from training.attacks import ADAPTIVE, ATTACKS, GREY_BOX, PGD, PGDEOT, AttackTarget, build_attacks
+from training.attacks.adaptive import DefendedClassifier
 
 
 class Linear(nn.Module):
@@ -55,12 +56,24 @@ def test_attack_stays_in_its_ball_and_in_range(setup, name):
         assert attack.threat_model in (GREY_BOX, ADAPTIVE)
 
 
-def test_attack_is_seeded(setup):
+@pytest.mark.parametrize("name", ["pgd", "bpda-eot", "pgd-eot", "apgd-eot"])
+def test_attack_is_seeded(setup, name):
+    """The same attack seed repeats the attack, the EOT draws of the defence's noise included."""
     _, _, _, _, x, y = setup
-    attack = build_attacks("pgd", 0.05)[0]
+    attack = build_attacks(name, 0.05, steps=2, eot=2, reason="test")[0]
     a = attack.generate(target_of(setup, 3), x, y)
+    torch.manual_seed(1)  # the global generator plays no part
     b = attack.generate(target_of(setup, 3), x, y)
-    assert torch.equal(a, b)
+    c = attack.generate(target_of(setup, 4), x, y)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_eot_averages_different_draws_of_the_defence(setup):
+    _, _, _, _, x, _ = setup
+    with torch.no_grad():
+        one = DefendedClassifier(target_of(setup, 3), eot=1)(x)
+        two = DefendedClassifier(target_of(setup, 3), eot=2)(x)  # its first draw is ``one``'s
+    assert not torch.allclose(one, two)
 
 
 def test_pgd_breaks_an_undefended_model(setup):

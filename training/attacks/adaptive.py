@@ -23,16 +23,17 @@ class _PurifyIdentityBackward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, target: AttackTarget) -> torch.Tensor:
-        return purify(target.dae, x, target.calibration, _unseeded(target)).images
+        return purify(target.dae, x, target.calibration, _fresh_draw(target)).images
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         return grad, None
 
 
-def _unseeded(target: AttackTarget):
-    """The defence's settings with fresh randomness at every call (what EOT averages over)."""
-    return replace(target.settings, seed=None)
+def _fresh_draw(target: AttackTarget):
+    """The defence's settings with a new seed at every call, taken from the attack's own generator: EOT
+    averages over these draws of the defence's randomness, and the same attack seed repeats them."""
+    return replace(target.settings, seed=int(torch.randint(0, 2**62, (1,), generator=target.generator)))
 
 
 class DefendedClassifier(nn.Module):
@@ -46,8 +47,7 @@ class DefendedClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.target
-        settings = _unseeded(t)
-        draws = [F.log_softmax(t.classifier(purify_unrolled(t.dae, x, t.calibration, settings)), dim=1)
+        draws = [F.log_softmax(t.classifier(purify_unrolled(t.dae, x, t.calibration, _fresh_draw(t))), dim=1)
                  for _ in range(self.eot)]
         return torch.stack(draws).mean(0)
 
@@ -86,4 +86,4 @@ class PGDEOT(BPDAEOT):
         self.name = "pgd-eot"
 
     def _draw(self, target: AttackTarget, adv: torch.Tensor) -> torch.Tensor:
-        return target.classifier(purify_unrolled(target.dae, adv, target.calibration, _unseeded(target)))
+        return target.classifier(purify_unrolled(target.dae, adv, target.calibration, _fresh_draw(target)))

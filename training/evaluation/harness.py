@@ -117,15 +117,16 @@ class Evaluation:
                 "wall_seconds": time.perf_counter() - start, "cells": self.tally.to_list()}
 
     def _batch(self, epsilon: float, attacks: list[Attack], x: torch.Tensor, y: torch.Tensor) -> None:
-        # defence -> (B,) bool: correct clean and, so far, under every adaptive attack
-        survivors = self._score(epsilon, "clean", GREY_BOX, self.defences, x, y, 0.0)
+        clean = self._score(epsilon, "clean", GREY_BOX, self.defences, x, y, 0.0)
+        purifying = [d for d in self.defences if d.settings is not None]
+        # purifying defence -> (B,) bool: correct clean and, so far, under every adaptive attack
+        survivors = {d.name: clean[d.name] for d in purifying}
         for attack in attacks:
             if attack.threat_model == GREY_BOX:
                 for classifier in {id(d.classifier): d.classifier for d in self.defences}.values():
                     users = [d for d in self.defences if d.classifier is classifier]
                     self._attack(epsilon, attack, AttackTarget(classifier, generator=self.generator), users, x, y)
                 continue
-            purifying = [d for d in self.defences if d.settings is not None]
             groups = [[d] for d in purifying] if attack.attacks_defence else [purifying]
             for group in groups:
                 target = AttackTarget(self.bundle.classifier, self.bundle.dae, self.bundle.calibration,
@@ -133,10 +134,8 @@ class Evaluation:
                 for name, correct in self._attack(epsilon, attack, target, group, x, y).items():
                     survivors[name] &= correct
         if sum(attack.threat_model == ADAPTIVE for attack in attacks) > 1:
-            for defence in self.defences:
-                if defence.settings is not None:
-                    alive = survivors[defence.name]
-                    self.tally.add(epsilon, defence.name, WORST_CASE, ADAPTIVE, int(alive.sum()), len(alive))
+            for name, alive in survivors.items():
+                self.tally.add(epsilon, name, WORST_CASE, ADAPTIVE, int(alive.sum()), len(alive))
 
     def _attack(self, epsilon: float, attack: Attack, target: AttackTarget, defences: list[Defence],
                 x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -84,20 +84,32 @@ def test_config_rejects_unknown_names(tiny_models_dir):
         EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), variant="Q")
 
 
+@pytest.mark.parametrize("entry, fix", [("Q:n=2", "unknown variant 'Q'"), ("A:steps=2", "setting from n, alpha"),
+                                        ("A:n", "n must be an integer"), ("A:n=1.5", "n must be an integer"),
+                                        ("F:gamma=x", "gamma must be a number"), ("B:beta=1", "beta must be in")])
+def test_a_bad_compare_entry_says_what_to_fix(tiny_models_dir, entry, fix):
+    with pytest.raises(ValueError, match=fix):
+        EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), compare=(entry,))
+
+
 def test_compared_variants_see_the_same_adversaries_as_their_own_runs(tiny_models_dir, seven_images):
-    """--compare adds defences without changing anyone's numbers: each variant scores as in its own run."""
-    def cells(**fields) -> dict:
+    """--compare adds defences without changing anyone's numbers: each variant, and each entry with its own
+    settings ("A:n=1"), scores as in its own run."""
+    def cells(overrides: dict | None = None, **fields) -> dict:
         config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("random", "fgsm"), samples=None,
-                                  batch_size=4, epsilons=(0.1,), purify={"n": 3, "gamma": 0.05}, **fields)
+                                  batch_size=4, epsilons=(0.1,), purify={"n": 3, "gamma": 0.05, **(overrides or {})},
+                                  **fields)
         summary = run_evaluation(config, data=seven_images)
         return {(c["defence"], c["attack"]): c["correct"] for c in summary["cells"]}, summary["defences"]
 
-    together, defences = cells(variant="F", compare=("E", "A", "F"))
-    assert defences == ["none", "direct", "A", "E", "F"]  # the tiny bundle has no adversarial classifier
-    for variant in ("A", "E", "F"):
-        alone, _ = cells(variant=variant)
-        assert {k: v for k, v in together.items() if k[0] == variant} == {k: v for k, v in alone.items()
-                                                                         if k[0] == variant}
+    together, defences = cells(variant="F", compare=("E", "A:n=1", "A", "F:gamma=0.2:alpha=0.02"))
+    # the tiny bundle has no adversarial classifier; an entry with its own settings follows its plain variant
+    assert defences == ["none", "direct", "A", "A:n=1", "E", "F", "F:gamma=0.2:alpha=0.02"]
+    for entry, variant, overrides in (("A", "A", {}), ("E", "E", {}), ("F", "F", {}), ("A:n=1", "A", {"n": 1}),
+                                      ("F:gamma=0.2:alpha=0.02", "F", {"gamma": 0.2, "alpha": 0.02})):
+        alone, _ = cells(overrides, variant=variant)
+        assert {k[1]: v for k, v in together.items() if k[0] == entry} == {k[1]: v for k, v in alone.items()
+                                                                           if k[0] == variant}
 
 
 def test_worst_case_row_counts_images_that_survive_every_adaptive_attack(tiny_models_dir, seven_images):

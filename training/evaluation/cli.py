@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", required=True, help="bundle directory, e.g. models/mnist")
     parser.add_argument("--variant", choices=VARIANTS, help="purification variant (default: the bundle's)")
     parser.add_argument("--compare", default="",
-                        help="comma-separated further variants, evaluated on the same adversaries (paper Table 3)")
+                        help="comma-separated further variants, evaluated on the same adversaries (paper Table 3); "
+                             "one may carry its own settings: A:n=12 (n, alpha, beta, gamma)")
     parser.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS),
                         help=f"comma-separated, from: {', '.join(ATTACKS)}")
     parser.add_argument("--epsilon", type=float, nargs="+", default=[0.1],

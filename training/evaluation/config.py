@@ -3,10 +3,32 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from models.purification import VARIANTS
+from models.purification import VARIANTS, PurifySettings
 from training.attacks import ATTACKS
 
 DEFAULT_ATTACKS = ("random", "fgsm", "r-fgsm", "bim", "pgd", "cw")
+COMPARE_SETTINGS = {"n": int, "alpha": float, "beta": float, "gamma": float}  # what a compare entry may change
+
+
+def compare_entry(entry: str) -> tuple[str, dict]:
+    """One ``compare`` entry -> (variant, settings overrides). "A" -> ("A", {}); "A:n=12" -> ("A", {"n": 12})
+    (the paper's Table 3 rows A at n = 12, 15, 18); several overrides chain: "F:alpha=0.02:gamma=0.05".
+    Raises ValueError naming what to fix."""
+    variant, *assignments = entry.split(":")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} in {entry!r}; choose one of {', '.join(VARIANTS)}")
+    overrides = {}
+    for assignment in assignments:
+        key, _, value = assignment.partition("=")
+        if key not in COMPARE_SETTINGS:
+            raise ValueError(f"{entry!r}: write variant:setting=value with a setting from "
+                             f"{', '.join(COMPARE_SETTINGS)} (e.g. A:n=12)")
+        try:
+            overrides[key] = COMPARE_SETTINGS[key](value)
+        except ValueError:
+            raise ValueError(f"{entry!r}: {key} must be a{'n integer' if key == 'n' else ' number'}") from None
+    PurifySettings(variant=variant, **overrides)  # range checks (n >= 0, 0 <= beta < 1, ...)
+    return variant, overrides
 
 
 @dataclass(frozen=True)
@@ -14,7 +36,7 @@ class EvaluationConfig:
     """bundle: path of a bundle directory; variant: the purification variant under test (the bundle's
     default when None); compare: further variants evaluated beside it with the same settings, shown the
     same grey-box adversaries (the paper's Table 3 compares A-G this way; adaptive attacks target each
-    variant on its own); purify: further PurifySettings overrides (n, alpha, beta, gamma, step, ...);
+    variant on its own), each a variant name or one with its own settings ("A:n=12", see compare_entry); purify: further PurifySettings overrides (n, alpha, beta, gamma, step, ...);
     attacks: names from ``training.attacks.ATTACKS``; epsilons: l_inf budgets, each a full run;
     samples: test images (a seeded random subset of the test split; None = all); seed: subset, attack
     and purification randomness; quantize: round adversarial images to 8 bits before the defence sees
@@ -41,9 +63,10 @@ class EvaluationConfig:
     out: str | None = None
 
     def __post_init__(self):
-        for variant in (self.variant, *self.compare):
-            if variant is not None and variant not in VARIANTS:
-                raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        if self.variant is not None and self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        for entry in self.compare:
+            compare_entry(entry)
         unknown = [a for a in self.attacks if a not in ATTACKS]
         if unknown:
             raise ValueError(f"unknown attacks {unknown}; choose from {', '.join(ATTACKS)}")

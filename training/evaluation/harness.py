@@ -24,7 +24,7 @@ from models.bundle import Bundle, load_bundle
 from models.purification import VARIANTS, PurificationResult, PurifySettings, purify
 from training.attacks import ADAPTIVE, GREY_BOX, Attack, AttackTarget, build_attacks
 from training.data import ImageSet, load_dataset
-from training.evaluation.config import EvaluationConfig
+from training.evaluation.config import EvaluationConfig, compare_entry
 from training.evaluation.stats import Tally
 
 GALLERY_SIZE = 8
@@ -58,13 +58,16 @@ class Artifacts:
 
 
 def _defences(bundle: Bundle, settings: PurifySettings, compare: tuple[str, ...] = ()) -> list[Defence]:
-    """The baselines, then "direct", ``settings.variant`` and ``compare`` in the paper's order (A..G),
-    each purifying variant with ``settings`` but its own name."""
+    """The baselines, then "direct", ``settings.variant`` and ``compare`` in the paper's order (A..G; a
+    variant with its own settings, e.g. "A:n=12", right after the plain one, in the given order), each
+    purifying defence named by its entry, with ``settings`` and the entry's variant and overrides."""
     defences = [Defence("none", bundle.classifier)]
     if bundle.adversarial_classifier is not None:
         defences.append(Defence("adversarial-training", bundle.adversarial_classifier))
-    chosen = {"direct", settings.variant, *compare}
-    defences += [Defence(v, bundle.classifier, replace(settings, variant=v)) for v in VARIANTS if v in chosen]
+    entries = {name: compare_entry(name) for name in ("direct", settings.variant, *compare)}
+    order = sorted(entries, key=lambda name: (VARIANTS.index(entries[name][0]), bool(entries[name][1])))
+    defences += [Defence(name, bundle.classifier, replace(settings, variant=entries[name][0], **entries[name][1]))
+                 for name in order]
     return defences
 
 

@@ -27,7 +27,8 @@ class EvaluateIn(BaseModel):
     samples: int = Field(100, gt=0, description="test images (a seeded random subset)")
     seed: int = Field(0, ge=0)
     variant: str | None = Field(None, description="purification variant under test; default: the bundle's")
-    compare: list[str] | None = Field(None, description="further variants on the same adversaries (Table 3)")
+    compare: list[str] | None = Field(None, description="further variants on the same adversaries (Table 3); "
+                                       "one may carry its own settings, e.g. \"A:n=12\"")
     purify: dict[str, float | int | str] | None = Field(None, description="PurifySettings overrides (n, alpha, ...)")
     attacks: list[str] | None = Field(None, description="attack names (training.attacks.ATTACKS)")
     epsilons: list[float] | None = Field(None, description="l_inf budgets in [0, 1]")

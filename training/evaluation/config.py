@@ -27,7 +27,10 @@ def compare_entry(entry: str) -> tuple[str, dict]:
             overrides[key] = COMPARE_SETTINGS[key](value)
         except ValueError:
             raise ValueError(f"{entry!r}: {key} must be a{'n integer' if key == 'n' else ' number'}") from None
-    PurifySettings(variant=variant, **overrides)  # range checks (n >= 0, 0 <= beta < 1, ...)
+    try:
+        PurifySettings(variant=variant, **overrides)  # range checks (n >= 0, 0 <= beta < 1, ...)
+    except ValueError as error:
+        raise ValueError(f"{entry!r}: {error}") from None
     return variant, overrides
 
 
@@ -36,7 +39,8 @@ class EvaluationConfig:
     """bundle: path of a bundle directory; variant: the purification variant under test (the bundle's
     default when None); compare: further variants evaluated beside it with the same settings, shown the
     same grey-box adversaries (the paper's Table 3 compares A-G this way; adaptive attacks target each
-    variant on its own), each a variant name or one with its own settings ("A:n=12", see compare_entry); purify: further PurifySettings overrides (n, alpha, beta, gamma, step, ...);
+    variant on its own), each a variant name or one with its own settings ("A:n=12", see compare_entry);
+    purify: further PurifySettings overrides (n, alpha, beta, gamma, step, ...);
     attacks: names from ``training.attacks.ATTACKS``; epsilons: l_inf budgets, each a full run;
     samples: test images (a seeded random subset of the test split; None = all); seed: subset, attack
     and purification randomness; quantize: round adversarial images to 8 bits before the defence sees

@@ -78,11 +78,15 @@ def make_optimizer(part: str, model: torch.nn.Module, recipe: dict) -> torch.opt
                            weight_decay=recipe["weight_decay"])
 
 
-def _augment(recipe: Recipe, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _augment(recipe: Recipe, part: str, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float [0, 1]: random crop, flip, and for the plain classifier the recipe's noise."""
     images = random_crop(images, recipe.crop_padding, generator)
     if recipe.flip:
         images = random_flip(images, generator)
-    return images.float() / 255
+    images = images.float() / 255
+    if part == "classifier" and recipe.classifier_noise_max > 0:
+        images = add_training_noise(images, recipe.classifier_noise_max, generator).clamp(0, 1)
+    return images
 
 
 def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdir: Path, seed: int) -> dict:
@@ -128,7 +132,7 @@ def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdi
                     denoised = model(add_training_noise(clean, recipe.dae.sigma_max, generator))
                 loss = F.mse_loss(denoised.float(), clean)
             else:
-                x, y = _augment(recipe, train.images[index], generator), train.labels[index]
+                x, y = _augment(recipe, part, train.images[index], generator), train.labels[index]
                 if part == "adversarial":
                     eps = recipe.adversarial_epsilon
                     with autocast:
@@ -148,6 +152,8 @@ def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdi
             record["sigma_max"] = recipe.dae.sigma_max  # a resumed run may train on with another noise range
         else:
             record["val_accuracy"] = accuracy(model, val)
+            if part == "classifier":  # a resumed run may train on with another noise range
+                record["noise_max"] = recipe.classifier_noise_max
         meta = {"epoch": epoch + 1, "history": meta["history"] + [record],
                 "wall_seconds": meta["wall_seconds"] + record["seconds"], "seed": seed,
                 "recipe": recipe.to_dict(), "part": part}

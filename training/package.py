@@ -91,12 +91,19 @@ def write_bundle(out: Path, name: str, dae: torch.nn.Module, classifier: torch.n
     return meta
 
 
-def _dae_noise_by_epoch(provenance: dict) -> list[str]:
-    """A model-card line when the DAE's epochs did not all train on the same sigma_max (eq. 5)."""
-    sigmas = [record.get("sigma_max") for record in provenance.get("history", {}).get("dae", [])]
-    if len(set(sigmas)) <= 1:
-        return []
-    return [f"- DAE training noise sigma_max by epoch: {', '.join(str(s) for s in sigmas)}"]
+def _noise_by_epoch(provenance: dict) -> list[str]:
+    """Model-card lines on the training noise: the DAE's sigma_max (eq. 5) when its epochs did not all use the
+    same, and the plain classifier's noise augmentation (s_max, 0 = none) when any epoch used some."""
+    history = provenance.get("history", {})
+    sigmas = [record.get("sigma_max") for record in history.get("dae", [])]
+    noise = [record.get("noise_max", 0.0) for record in history.get("classifier", [])]
+    lines = []
+    if len(set(sigmas)) > 1:
+        lines.append(f"- DAE training noise sigma_max by epoch: {', '.join(str(s) for s in sigmas)}")
+    if any(noise):
+        lines.append("- Classifier training noise X + s*N(0,1), s ~ U[0, s_max], s_max by epoch: "
+                     + ", ".join(str(s) for s in noise))
+    return lines
 
 
 def model_card(meta: dict) -> str:
@@ -115,7 +122,7 @@ def model_card(meta: dict) -> str:
         "## Provenance",
         f"- data: {p['data']}; splits: {json.dumps(p['splits'])}; seed {p['seed']}; git {p['git_commit'][:12]}",
         f"- epochs: {json.dumps(p['epochs'])}; wall time (s): {json.dumps(p['wall_seconds'])}",
-        *_dae_noise_by_epoch(p),
+        *_noise_by_epoch(p),
         f"- machine: {p['machine']['cpu']} ({p['machine']['cores']} cores), torch {p['machine']['torch']}", "",
         "## Limits",
         "Grey-box robustness does not imply robustness to adaptive attacks; see docs/RESULTS.md.", "",

@@ -24,6 +24,9 @@ class Recipe:
     label_smoothing: float = 0.0
     crop_padding: int = 2
     flip: bool = False
+    # Gaussian noise added to the plain classifier's training images, as eq. 5 adds it to the DAE's:
+    # X + s * N(0, 1), s ~ U[0, classifier_noise_max] per image, clipped to [0, 1]; 0 = none
+    classifier_noise_max: float = 0.0
     bf16: bool = False  # torch.autocast(bfloat16) when training the classifiers
     dae_bf16: bool = False  # torch.autocast(bfloat16) when training the DAE (weights stay fp32)
     dae_epochs: int = 3

@@ -1,6 +1,11 @@
 """``apudae train``'s command line reaches the recipe it trains with."""
 import argparse
+from dataclasses import replace
 
+import torch
+
+from training.loops import _augment
+from training.recipes import recipe_for
 from training.train import add_arguments, recipe_of
 
 
@@ -19,3 +24,26 @@ def test_dae_sigma_max_and_epochs_override_only_their_fields():
     recipe = recipe_of(_parse("--dataset", "cifar10", "--dae-sigma-max", "0.4", "--epochs", "8"))
     assert recipe.dae.sigma_max == 0.4 and recipe.dae.depth == 15 and recipe.dae.in_channels == 3
     assert recipe.dae_epochs == 8 and recipe.classifier.arch == "resnet9"
+
+
+def test_classifier_noise_max_overrides_only_its_field():
+    assert recipe_of(_parse("--dataset", "cifar10")).classifier_noise_max == 0.0
+    recipe = recipe_of(_parse("--dataset", "cifar10", "--classifier-noise-max", "0.1"))
+    assert recipe.classifier_noise_max == 0.1 and recipe.dae.sigma_max == 0.25 and recipe.classifier_epochs == 11
+
+
+def test_classifier_noise_reaches_the_plain_classifier_only_and_stays_in_range():
+    recipe = replace(recipe_for("cifar10"), crop_padding=0, flip=False)
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    noisy = replace(recipe, classifier_noise_max=0.2)
+
+    def augmented(r, part):
+        return _augment(r, part, images, torch.Generator().manual_seed(0))
+
+    assert torch.equal(augmented(recipe, "classifier"), images.float() / 255)
+    assert torch.equal(augmented(noisy, "adversarial"), images.float() / 255)
+    out = augmented(noisy, "classifier")
+    assert out.min() >= 0 and out.max() <= 1
+    per_image_change = (out - images.float() / 255).abs().flatten(1).mean(1)
+    assert per_image_change.max() > 0.02  # noise drawn per image, up to s = 0.2
+    assert per_image_change.std() > 0.005  # with a strength of its own for each image

@@ -68,3 +68,12 @@ def test_the_model_card_lists_the_dae_noise_of_each_epoch_when_it_changed(tmp_pa
     assert "- DAE training noise sigma_max by epoch: 0.1, 0.25" in model_card(bundle.meta)
     provenance["history"]["dae"] = [{"epoch": 1, "sigma_max": 0.1}, {"epoch": 2, "sigma_max": 0.1}]
     assert "sigma_max by epoch" not in model_card(bundle.meta)
+
+
+def test_the_model_card_lists_the_classifier_noise_of_each_epoch_when_any_was_used(tmp_path):
+    bundle = _bundle_with_provenance(tmp_path / "bundle")
+    provenance = bundle.meta["provenance"]
+    provenance["history"]["classifier"] = [{"epoch": 1}, {"epoch": 2, "noise_max": 0.1}]
+    assert "- Classifier training noise X + s*N(0,1), s ~ U[0, s_max], s_max by epoch: 0.0, 0.1" in model_card(bundle.meta)
+    provenance["history"]["classifier"] = [{"epoch": 1}, {"epoch": 2, "noise_max": 0.0}]
+    assert "Classifier training noise" not in model_card(bundle.meta)

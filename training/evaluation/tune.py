@@ -4,7 +4,8 @@
         --grid '{"gamma": 0.01}' '{"gamma": 0.03}' '{"variant": "E"}'
 
 Each grid point is a set of ``PurifySettings`` overrides; every point runs the same grey-box benchmark
-(``run_evaluation``) on the same holdout images, and one markdown line per point is printed.
+(``run_evaluation``) on the same holdout images, and one markdown line per point is printed, one per ``--compare``
+entry (shown the same adversaries), then one each for the DAE used directly and the undefended classifier.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--grid", nargs="+", required=True, help="JSON objects of PurifySettings overrides")
+    parser.add_argument("--compare", default="",
+                        help="variants purifying each point's adversaries beside it, e.g. 'B,F:gamma=0.05' (see --compare "
+                             "of apudae evaluate): cheaper than grid points, which each make their adversaries anew")
     parser.add_argument("--attacks", default="fgsm,bim")
     parser.add_argument("--epsilon", type=float, default=0.1)
     parser.add_argument("--samples", type=int, default=500)
@@ -40,16 +44,25 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     data = holdout_images(args.bundle, args.data_dir)
     attacks = tuple(args.attacks.split(","))
+    compare = tuple(entry for entry in args.compare.split(",") if entry)
     print("| settings | " + " | ".join(("clean",) + attacks) + " |")
     for point in args.grid:
         overrides = json.loads(point)
         config = EvaluationConfig(bundle=args.bundle, variant=overrides.pop("variant", None), purify=overrides,
-                                  attacks=attacks, epsilons=(args.epsilon,), samples=args.samples)
+                                  attacks=attacks, epsilons=(args.epsilon,), samples=args.samples, compare=compare)
         summary = run_evaluation(config, data=data)
-        variant = summary["purification"]["variant"]
-        accuracy = {c["attack"]: c["accuracy"] for c in summary["cells"] if c["defence"] == variant}
-        print(f"| {point} | " + " | ".join(f"{accuracy[a]:.3f}" for a in ("clean",) + attacks) + " |", flush=True)
+        print(_row(point, summary, summary["purification"]["variant"], attacks), flush=True)
+        for entry in compare:
+            print(_row(f"{point} compared: {entry}", summary, entry, attacks), flush=True)
+    for defence in ("direct", "none"):  # the same images and attacks at every point
+        print(_row(defence, summary, defence, attacks))
     return 0
+
+
+def _row(label: str, summary: dict, defence: str, attacks: tuple[str, ...]) -> str:
+    """One markdown line: ``defence``'s accuracy on clean images and under each attack."""
+    accuracy = {c["attack"]: c["accuracy"] for c in summary["cells"] if c["defence"] == defence}
+    return f"| {label} | " + " | ".join(f"{accuracy[a]:.3f}" for a in ("clean",) + attacks) + " |"
 
 
 if __name__ == "__main__":

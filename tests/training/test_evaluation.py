@@ -9,7 +9,7 @@ import torch
 
 from models.bundle import load_bundle
 from training.data import ImageSet
-from training.evaluation import cli
+from training.evaluation import cli, tune
 from training.evaluation.config import EvaluationConfig
 from training.evaluation.harness import Evaluation, run_evaluation
 from training.evaluation.stats import Tally, wilson_interval
@@ -147,3 +147,16 @@ def test_worst_case_ands_the_clean_prediction_and_every_adaptive_attack_per_imag
                               adaptive_steps=1, adaptive_eot=1)
     cells = run_evaluation(config, data=seven_images)["cells"]  # only the harness's own row is tallied
     assert {(c["defence"], c["correct"], c["total"]) for c in cells} == {("direct", 3, 7), ("F", 3, 7)}
+
+
+def test_tune_prints_each_point_its_compared_entries_direct_and_no_defence(tiny_models_dir, seven_images,
+                                                                           monkeypatch, capsys):
+    monkeypatch.setattr(tune, "holdout_images", lambda bundle, data_dir=None: seven_images)
+    assert tune.main(["--bundle", str(tiny_models_dir / "tiny"), "--grid", '{"n": 2}', '{"variant": "E"}',
+                      "--compare", "A:n=1", "--attacks", "fgsm", "--samples", "7"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert [row[0] for row in rows] == ["| settings", '| {"n": 2}', '| {"n": 2} compared: A:n=1',
+                                        '| {"variant": "E"}', '| {"variant": "E"} compared: A:n=1',
+                                        "| direct", "| none"]
+    assert rows[-1][1] == "0.429"  # the undefended classifier is right on 3 of the 7 clean images
+    assert rows[2][1:] == rows[4][1:]  # the compared entry does not depend on the point's variant

@@ -18,17 +18,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--holdout", type=int, default=None, help="training images kept out for calibration")
     parser.add_argument("--dae-sigma-max", type=float, default=None,
                         help="override the recipe's largest DAE training noise std (eq. 5, sigma ~ U[0, sigma_max])")
+    parser.add_argument("--dae-dropout", type=float, default=None,
+                        help="override the recipe's DAE dropout probability after each convolution (eq. 6's F_enc/F_dec)")
     parser.add_argument("--classifier-noise-max", type=float, default=None,
                         help="Gaussian noise on the plain classifier's training images: X + s*N(0,1), s ~ U[0, this]")
 
 
 def recipe_of(args: argparse.Namespace) -> Recipe:
-    """The data set's recipe with the command line's overrides (epochs, holdout, DAE sigma_max, classifier noise)."""
+    """The data set's recipe with the command line's overrides (epochs, holdout, DAE sigma_max and dropout,
+    classifier noise)."""
     epochs = {"classifier_epochs": args.epochs, "dae_epochs": args.epochs, "adversarial_epochs": args.epochs}
     recipe = recipe_for(args.dataset, holdout=args.holdout, classifier_noise_max=args.classifier_noise_max, **epochs)
-    if args.dae_sigma_max is not None:
-        recipe = replace(recipe, dae=replace(recipe.dae, sigma_max=args.dae_sigma_max))
-    return recipe
+    dae_overrides = {"sigma_max": args.dae_sigma_max, "dropout": args.dae_dropout}
+    return replace(recipe, dae=replace(recipe.dae, **{k: v for k, v in dae_overrides.items() if v is not None}))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,6 +26,12 @@ def test_dae_sigma_max_and_epochs_override_only_their_fields():
     assert recipe.dae_epochs == 8 and recipe.classifier.arch == "resnet9"
 
 
+def test_dae_dropout_overrides_only_its_field():
+    assert recipe_of(_parse("--dataset", "cifar10")).dae.dropout == 0.0
+    recipe = recipe_of(_parse("--dataset", "cifar10", "--dae-dropout", "0.1"))
+    assert recipe.dae.dropout == 0.1 and recipe.dae.sigma_max == 0.25 and recipe.dae.depth == 15
+
+
 def test_classifier_noise_max_overrides_only_its_field():
     assert recipe_of(_parse("--dataset", "cifar10")).classifier_noise_max == 0.0
     recipe = recipe_of(_parse("--dataset", "cifar10", "--classifier-noise-max", "0.1"))

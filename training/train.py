@@ -25,9 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def recipe_of(args: argparse.Namespace) -> Recipe:
-    """The data set's recipe with the command line's overrides (epochs, holdout, DAE sigma_max and dropout,
-    classifier noise)."""
-    epochs = {"classifier_epochs": args.epochs, "dae_epochs": args.epochs, "adversarial_epochs": args.epochs}
+    """The data set's recipe with the command line's overrides (epochs of the chosen part(s) only, holdout,
+    DAE sigma_max and dropout, classifier noise)."""
+    epochs = {f"{part}_epochs": args.epochs for part in (PARTS if args.part == "all" else (args.part,))}
     recipe = recipe_for(args.dataset, holdout=args.holdout, classifier_noise_max=args.classifier_noise_max, **epochs)
     dae_overrides = {"sigma_max": args.dae_sigma_max, "dropout": args.dae_dropout}
     return replace(recipe, dae=replace(recipe.dae, **{k: v for k, v in dae_overrides.items() if v is not None}))

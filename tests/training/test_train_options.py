@@ -26,6 +26,13 @@ def test_dae_sigma_max_and_epochs_override_only_their_fields():
     assert recipe.dae_epochs == 8 and recipe.classifier.arch == "resnet9"
 
 
+def test_epochs_override_only_the_chosen_part():
+    default = recipe_for("cifar10")
+    recipe = recipe_of(_parse("--dataset", "cifar10", "--part", "classifier", "--epochs", "30"))
+    assert recipe.classifier_epochs == 30
+    assert (recipe.dae_epochs, recipe.adversarial_epochs) == (default.dae_epochs, default.adversarial_epochs)
+
+
 def test_dae_dropout_overrides_only_its_field():
     assert recipe_of(_parse("--dataset", "cifar10")).dae.dropout == 0.0
     recipe = recipe_of(_parse("--dataset", "cifar10", "--dae-dropout", "0.1"))
@@ -35,7 +42,7 @@ def test_dae_dropout_overrides_only_its_field():
 def test_classifier_noise_max_overrides_only_its_field():
     assert recipe_of(_parse("--dataset", "cifar10")).classifier_noise_max == 0.0
     recipe = recipe_of(_parse("--dataset", "cifar10", "--classifier-noise-max", "0.1"))
-    assert recipe.classifier_noise_max == 0.1 and recipe.dae.sigma_max == 0.25 and recipe.classifier_epochs == 11
+    assert recipe.classifier_noise_max == 0.1 and recipe.dae.sigma_max == 0.25 and recipe.classifier_epochs == 24
 
 
 def test_classifier_noise_reaches_the_plain_classifier_only_and_stays_in_range():

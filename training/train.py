@@ -24,10 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Gaussian noise on the plain classifier's training images: X + s*N(0,1), s ~ U[0, this]")
 
 
+def chosen_parts(args: argparse.Namespace) -> tuple[str, ...]:
+    """The parts ``--part`` names: all of PARTS for "all", else that one."""
+    return PARTS if args.part == "all" else (args.part,)
+
+
 def recipe_of(args: argparse.Namespace) -> Recipe:
     """The data set's recipe with the command line's overrides (epochs of the chosen part(s) only, holdout,
     DAE sigma_max and dropout, classifier noise)."""
-    epochs = {f"{part}_epochs": args.epochs for part in (PARTS if args.part == "all" else (args.part,))}
+    epochs = {f"{part}_epochs": args.epochs for part in chosen_parts(args)}
     recipe = recipe_for(args.dataset, holdout=args.holdout, classifier_noise_max=args.classifier_noise_max, **epochs)
     dae_overrides = {"sigma_max": args.dae_sigma_max, "dropout": args.dae_dropout}
     return replace(recipe, dae=replace(recipe.dae, **{k: v for k, v in dae_overrides.items() if v is not None}))
@@ -39,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_dataset(args.dataset, "train", args.data_dir, args.download)
     train_index, holdout_index = train_holdout_split(len(data), recipe.holdout)
     train, holdout = data.subset(train_index), data.subset(holdout_index)
-    for part in PARTS if args.part == "all" else (args.part,):
+    for part in chosen_parts(args):
         meta = train_part(part, recipe, train, holdout, workdir_of(args), args.seed)
         print(f"{args.dataset} {part}: {meta['epoch']} epochs, {meta['wall_seconds']:.0f} s, last {meta['history'][-1]}")
     return 0

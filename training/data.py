@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,9 +112,28 @@ def _load_cifar10(split: str, root: Path, download: bool) -> ImageSet:
 
 
 def _unpack(archive: Path, target: Path) -> None:
+    """Unpack ``archive`` into ``target`` so that no reader ever sees a half-unpacked folder.
+
+    It is unpacked into a private temporary folder first and each top-level entry is then moved into
+    place with one rename. Two processes that start on a fresh machine at once (two evaluations side
+    by side) used to read each other's partial extraction and evaluate on a third of CIFAR-10's test
+    split without an error; now the slower one keeps the copy that was renamed first."""
     target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="data")
+    with tempfile.TemporaryDirectory(dir=target, prefix=".unpacking-") as private:
+        with tarfile.open(archive) as tar:
+            tar.extractall(private, filter="data")
+        for entry in Path(private).iterdir():
+            try:
+                entry.rename(target / entry.name)
+            except OSError:  # another process renamed its complete copy first
+                pass
+
+
+def _save_atomically(path: Path, array: np.ndarray) -> None:
+    """np.save to a temporary file beside ``path``, then rename it over ``path`` (readers see all or nothing)."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}-", suffix=".npy", delete=False) as f:
+        np.save(f, array)
+    os.replace(f.name, path)
 
 
 def _load_image_folder(folder: Path) -> ImageSet:
@@ -137,8 +157,8 @@ def _load_image_folder(folder: Path) -> ImageSet:
         images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
         labels = np.array([i for _, i in files], dtype=np.int64)
         cache_dir().mkdir(parents=True, exist_ok=True)
-        np.save(cached_images, np.ascontiguousarray(images))
-        np.save(cached_labels, labels)
+        _save_atomically(cached_images, np.ascontiguousarray(images))
+        _save_atomically(cached_labels, labels)  # last: a reader needs both files
     return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), classes)
 
 

@@ -1,12 +1,14 @@
 """Data loaders on small files the tests write (IDX, ImageFolder) and the missing-data error."""
 import gzip
 import struct
+import tarfile
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from training import data as data_module
 from training.data import DataNotFoundError, load_dataset, train_holdout_split
 
 
@@ -42,6 +44,47 @@ def test_cifar10_image_folder_and_custom_image_folder(tmp_path, monkeypatch):
     assert data.labels.tolist() == [0, 1] and data.images[1, 0, 0, 0] == 200
     again = load_dataset(f"imagefolder:{tmp_path / 'cifar10-jpeg'}", "train")  # served from the cache
     assert torch.equal(again.images, data.images)
+
+
+def _write_cifar10_archive(root, classes=("airplane", "automobile")):
+    """<root>/cifar10-jpeg.tar.gz holding cifar10-jpeg/{train,test}/<class>/0.png, one image per class."""
+    staging = root / "staging"
+    for split in ("train", "test"):
+        for i, cls in enumerate(classes):
+            (staging / "cifar10-jpeg" / split / cls).mkdir(parents=True)
+            Image.new("RGB", (32, 32), (i * 200, 10, 20)).save(staging / "cifar10-jpeg" / split / cls / "0.png")
+    with tarfile.open(root / "cifar10-jpeg.tar.gz", "w:gz") as tar:
+        tar.add(staging / "cifar10-jpeg", arcname="cifar10-jpeg")
+
+
+def test_archive_is_never_visible_half_unpacked(tmp_path, monkeypatch):
+    """A second process must not find cifar10-jpeg/ in the cache while the first is still unpacking it."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("APUDAE_CACHE_DIR", str(cache))
+    _write_cifar10_archive(tmp_path)
+    seen_during_extraction = []
+    real_extractall = tarfile.TarFile.extractall
+
+    def watched_extractall(tar, *args, **kwargs):
+        real_extractall(tar, *args, **kwargs)
+        seen_during_extraction.append((cache / "cifar10-jpeg").exists())
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", watched_extractall)
+    data = load_dataset("cifar10", "test", tmp_path)
+    assert seen_during_extraction == [False]
+    assert data.labels.tolist() == [0, 1] and data.classes == ["airplane", "automobile"]
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temporary files left behind
+
+
+def test_unpacking_beside_a_finished_copy_keeps_it(tmp_path, monkeypatch):
+    """The slower of two processes unpacking at once finds the other's complete copy and keeps it."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("APUDAE_CACHE_DIR", str(cache))
+    _write_cifar10_archive(tmp_path)
+    first = load_dataset("cifar10", "train", tmp_path)
+    data_module._unpack(tmp_path / "cifar10-jpeg.tar.gz", cache)  # the race's loser, arriving late
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]
+    assert torch.equal(load_dataset("cifar10", "train", tmp_path).images, first.images)
 
 
 def test_missing_data_names_where_it_looked_and_how_to_fix(tmp_path, monkeypatch):

@@ -30,6 +30,15 @@ def test_tally_counts_images_not_batch_means():
     (cell,) = tally.to_list()
     assert (cell["correct"], cell["total"]) == (5, 7)
     assert cell["accuracy"] == pytest.approx(5 / 7)  # not (0.8 + 0.5) / 2
+    assert cell["purification_steps_per_image"] is None  # no steps given: a defence that does not purify
+
+
+def test_tally_averages_purification_steps_over_every_image():
+    tally = Tally()
+    tally.add(0.1, "F", "fgsm", "grey-box", correct=4, total=5, steps=15)
+    tally.add(0.1, "F", "fgsm", "grey-box", correct=1, total=2, steps=6)
+    (cell,) = tally.to_list()
+    assert cell["purification_steps_per_image"] == pytest.approx(21 / 7)
 
 
 @pytest.fixture
@@ -57,7 +66,12 @@ def test_clean_accuracy_counts_the_last_partial_batch(tiny_models_dir, seven_ima
     assert {c["threat_model"] for c in summary["cells"]} == {"grey-box"}
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["cells"] == json.loads(json.dumps(summary["cells"]))
+    steps = {(c["defence"], c["attack"]): c["purification_steps_per_image"] for c in summary["cells"]}
+    assert steps[("none", "clean")] is None and steps[("direct", "fgsm")] == 0
+    variant = summary["purification"]["variant"]
+    assert all(0 <= steps[(variant, a)] <= summary["purification"]["n"] for a in ("clean", "fgsm"))
     assert "| fgsm |" in (tmp_path / "results.md").read_text()
+    assert "Purification steps per image" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "gallery.png").is_file() and (tmp_path / "error_histograms.png").is_file()
 
 

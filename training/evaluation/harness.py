@@ -159,8 +159,9 @@ class Evaluation:
             preds, result = defence.predict(self.bundle, x)
             seconds = time.perf_counter() - began
             outcomes[defence.name] = correct = preds == y
+            steps = None if result is None else int(result.steps.sum())
             self.tally.add(epsilon, defence.name, attack, threat_model, int(correct.sum()), len(y),
-                           attack_seconds, seconds)
+                           attack_seconds, seconds, steps)
             if defence.name == self.settings.variant != "direct" and epsilon == self.config.epsilons[0]:
                 self._keep(attack, x, preds, result, defence.name)
         return outcomes
@@ -183,7 +184,7 @@ class Evaluation:
 def run_evaluation(config: EvaluationConfig, progress_callback: Progress | None = None,
                    data: ImageSet | None = None) -> dict:
     """Run ``config`` and return its JSON-ready summary (``cells``: one dict per (epsilon, defence, attack)
-    with correct, total, accuracy, ci95, seconds per image, threat_model). When ``config.out`` is set,
+    with correct, total, accuracy, ci95, seconds per image, purification steps per image, threat_model). When ``config.out`` is set,
     also writes results.json, results.md and the plots there (paths under ``files``).
     ``progress_callback(done, total)`` is called at the start and after each batch; ``data`` replaces the test split."""
     evaluation = Evaluation(config, data)

@@ -30,10 +30,25 @@ def markdown_tables(summary: dict) -> str:
                                    f"{c['accuracy']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] n={c['total']}")
                 seconds = max(c["attack_seconds_per_image"] for c in by_defence.values())
                 lines.append(f"| {attack} | " + " | ".join(entries) + f" | {seconds:.3f} |")
-            lines.append("")
+            lines += [""] + _steps_table(rows)
     lines += _worst_counter_b(cells)
     lines += ["Attack settings:", "", "```json", json.dumps(summary["attacks"], indent=1, default=str), "```", ""]
     return "\n".join(lines)
+
+
+def _steps_table(rows: list[dict]) -> list[str]:
+    """Mean purification steps per image (0 for an image left alone under mu), rows = attacks, columns =
+    the purifying defences among ``rows``; no lines when none purifies."""
+    purifying = list(dict.fromkeys(c["defence"] for c in rows if c.get("purification_steps_per_image") is not None))
+    if not purifying:
+        return []
+    lines = ["Purification steps per image:", "", "| attack | " + " | ".join(purifying) + " |",
+             "|---|" + "---|" * len(purifying)]
+    for attack in dict.fromkeys(c["attack"] for c in rows):
+        steps = {c["defence"]: c["purification_steps_per_image"] for c in rows if c["attack"] == attack}
+        lines.append(f"| {attack} | " + " | ".join("—" if steps.get(d) is None else f"{steps[d]:.1f}"
+                                                    for d in purifying) + " |")
+    return lines + [""]
 
 
 def _worst_counter_b(cells: list[dict]) -> list[str]:

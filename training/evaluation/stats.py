@@ -1,4 +1,5 @@
-"""Accuracy bookkeeping: counts per (epsilon, defence, attack) cell, Wilson intervals, timing.
+"""Accuracy bookkeeping: counts per (epsilon, defence, attack) cell, Wilson intervals, timing and the
+purification steps the images took.
 
 Every image counts, including those of the last partial batch: a cell's accuracy is correct / total over
 all images it saw, never a mean of per-batch accuracies.
@@ -22,7 +23,8 @@ def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[floa
 
 @dataclass
 class Cell:
-    """One table cell: how many of ``total`` images the defence classified correctly under the attack."""
+    """One table cell: how many of ``total`` images the defence classified correctly under the attack;
+    ``steps`` sums the purification steps they took (None for a defence that does not purify)."""
 
     epsilon: float
     defence: str
@@ -32,12 +34,16 @@ class Cell:
     total: int = 0
     attack_seconds: float = 0.0
     defence_seconds: float = 0.0
+    steps: int | None = None
 
-    def add(self, correct: int, total: int, attack_seconds: float, defence_seconds: float) -> None:
+    def add(self, correct: int, total: int, attack_seconds: float, defence_seconds: float,
+            steps: int | None) -> None:
         self.correct += correct
         self.total += total
         self.attack_seconds += attack_seconds
         self.defence_seconds += defence_seconds
+        if steps is not None:
+            self.steps = (self.steps or 0) + steps
 
     @property
     def accuracy(self) -> float:
@@ -50,7 +56,8 @@ class Cell:
                 "threat_model": self.threat_model, "correct": self.correct, "total": self.total,
                 "accuracy": self.accuracy, "ci95": [low, high],
                 "attack_seconds_per_image": self.attack_seconds / n,
-                "defence_seconds_per_image": self.defence_seconds / n}
+                "defence_seconds_per_image": self.defence_seconds / n,
+                "purification_steps_per_image": None if self.steps is None else self.steps / n}
 
 
 class Tally:
@@ -60,11 +67,12 @@ class Tally:
         self.cells: dict[tuple[float, str, str], Cell] = {}
 
     def add(self, epsilon: float, defence: str, attack: str, threat_model: str, correct: int, total: int,
-            attack_seconds: float = 0.0, defence_seconds: float = 0.0) -> None:
+            attack_seconds: float = 0.0, defence_seconds: float = 0.0, steps: int | None = None) -> None:
+        """``steps``: the purification steps these ``total`` images took in all (None: not purified)."""
         key = (epsilon, defence, attack)
         if key not in self.cells:
             self.cells[key] = Cell(epsilon, defence, attack, threat_model)
-        self.cells[key].add(correct, total, attack_seconds, defence_seconds)
+        self.cells[key].add(correct, total, attack_seconds, defence_seconds, steps)
 
     def to_list(self) -> list[dict]:
         return [cell.to_dict() for cell in self.cells.values()]

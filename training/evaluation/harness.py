@@ -184,8 +184,8 @@ class Evaluation:
 def run_evaluation(config: EvaluationConfig, progress_callback: Progress | None = None,
                    data: ImageSet | None = None) -> dict:
     """Run ``config`` and return its JSON-ready summary (``cells``: one dict per (epsilon, defence, attack)
-    with correct, total, accuracy, ci95, seconds per image, purification steps per image, threat_model). When ``config.out`` is set,
-    also writes results.json, results.md and the plots there (paths under ``files``).
+    with correct, total, accuracy, ci95, seconds per image, purification steps per image, threat_model).
+    When ``config.out`` is set, also writes results.json, results.md and the plots there (paths under ``files``).
     ``progress_callback(done, total)`` is called at the start and after each batch; ``data`` replaces the test split."""
     evaluation = Evaluation(config, data)
     summary = evaluation.run(progress_callback)

@@ -17,6 +17,7 @@ import onnxruntime as ort
 import torch
 
 from models.bundle import Bundle, BundleError, load_bundle
+from models.cpu import cpu_has_amx_bf16
 from models.dae import reconstruction_error
 from models.purification import PurifySettings, purify
 
@@ -65,16 +66,6 @@ def onnx_providers(device: torch.device) -> list:
     if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
-
-
-def cpu_has_amx_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """True when the CPU advertises AMX with bf16 tiles (``amx_bf16`` in /proc/cpuinfo; False elsewhere)."""
-    try:
-        with open(cpuinfo) as lines:
-            flags = next((line for line in lines if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return "amx_bf16" in flags.split()
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -27,8 +27,10 @@ class Recipe:
     # Gaussian noise added to the plain classifier's training images, as eq. 5 adds it to the DAE's:
     # X + s * N(0, 1), s ~ U[0, classifier_noise_max] per image, clipped to [0, 1]; 0 = none
     classifier_noise_max: float = 0.0
-    bf16: bool = False  # torch.autocast(bfloat16) when training the classifiers
-    dae_bf16: bool = False  # torch.autocast(bfloat16) when training the DAE (weights stay fp32)
+    # torch.autocast(bfloat16) when training the classifiers / the DAE (weights stay fp32), on CPUs with bf16 in
+    # hardware only (models.cpu.cpu_computes_bf16); each epoch's log line says which it ran
+    bf16: bool = False
+    dae_bf16: bool = False
     dae_epochs: int = 3
     dae_batch: int = 128
     dae_lr: float = 2e-3  # Adam, cosine decay

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the recipe's DAE dropout probability after each convolution (eq. 6's F_enc/F_dec)")
     parser.add_argument("--classifier-noise-max", type=float, default=None,
                         help="Gaussian noise on the plain classifier's training images: X + s*N(0,1), s ~ U[0, this]")
+    parser.add_argument("--classifier-width", type=int, default=None,
+                        help="override the recipe's classifier width (channels of the first stage; ResNet-9: 64 is "
+                             "the standard net, the CIFAR-10 recipe's 32 is half of it)")
 
 
 def chosen_parts(args: argparse.Namespace) -> tuple[str, ...]:
@@ -31,11 +34,14 @@ def chosen_parts(args: argparse.Namespace) -> tuple[str, ...]:
 
 def recipe_of(args: argparse.Namespace) -> Recipe:
     """The data set's recipe with the command line's overrides (epochs of the chosen part(s) only, holdout,
-    DAE sigma_max and dropout, classifier noise)."""
+    DAE sigma_max and dropout, classifier noise and width)."""
     epochs = {f"{part}_epochs": args.epochs for part in chosen_parts(args)}
     recipe = recipe_for(args.dataset, holdout=args.holdout, classifier_noise_max=args.classifier_noise_max, **epochs)
     dae_overrides = {"sigma_max": args.dae_sigma_max, "dropout": args.dae_dropout}
-    return replace(recipe, dae=replace(recipe.dae, **{k: v for k, v in dae_overrides.items() if v is not None}))
+    classifier = recipe.classifier if args.classifier_width is None else replace(recipe.classifier,
+                                                                                 width=args.classifier_width)
+    return replace(recipe, classifier=classifier,
+                   dae=replace(recipe.dae, **{k: v for k, v in dae_overrides.items() if v is not None}))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -60,3 +60,10 @@ def test_classifier_noise_reaches_the_plain_classifier_only_and_stays_in_range()
     per_image_change = (out - images.float() / 255).abs().flatten(1).mean(1)
     assert per_image_change.max() > 0.02  # noise drawn per image, up to s = 0.2
     assert per_image_change.std() > 0.005  # with a strength of its own for each image
+
+
+def test_classifier_width_overrides_only_its_field():
+    assert recipe_of(_parse("--dataset", "cifar10")).classifier.width == 32
+    recipe = recipe_of(_parse("--dataset", "cifar10", "--classifier-width", "64"))
+    assert recipe.classifier.width == 64 and recipe.classifier.arch == "resnet9" and recipe.classifier.flip_average
+    assert recipe.classifier.mean == recipe_for("cifar10").classifier.mean and recipe.dae.width == 64

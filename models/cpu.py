@@ -1,0 +1,28 @@
+"""What the CPU advertises: the feature flags of /proc/cpuinfo (Linux), read once per call."""
+from __future__ import annotations
+
+from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The first ``flags`` line of ``cpuinfo`` as a set (e.g. {"avx512f", "amx_bf16"}); empty where there is none."""
+    try:
+        with open(cpuinfo) as lines:
+            flags = next((line for line in lines if line.startswith("flags")), "")
+    except OSError:
+        return frozenset()
+    return frozenset(flags.partition(":")[2].split())
+
+
+def cpu_has_amx_bf16(cpuinfo: Path = CPUINFO) -> bool:
+    """True when the CPU advertises AMX with bf16 tiles (``amx_bf16``)."""
+    return "amx_bf16" in cpu_flags(cpuinfo)
+
+
+def cpu_computes_bf16(cpuinfo: Path = CPUINFO) -> bool:
+    """True when the CPU has bf16 arithmetic in hardware (AMX-BF16 or AVX512-BF16). Elsewhere oneDNN emulates
+    bf16 and autocast slows training: ResNet-9 (width 32, batch 256) steps in 3.8 s under bf16 autocast
+    against 1.5 s in fp32 on a 2-core Xeon without either (2026-11-28)."""
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags(cpuinfo))

@@ -4,8 +4,9 @@ Layout of ``models/<name>/``:
 - ``dae.safetensors``, ``classifier.safetensors`` (and ``adversarial_classifier.safetensors``
   for the adversarial-training baseline, when trained): weights, never pickle;
 - ``classifier.onnx``: the classifier, float32 NCHW in [0, 1] -> logits;
-- ``bundle.json``: shapes, classes, calibration, configs, purification defaults,
-  provenance, test metrics and the SHA-256 of every weight file;
+- ``bundle.json``: shapes, classes, calibration, configs (``adversarial_classifier`` has its own where
+  its architecture differs from the classifier's; bundles without one share the classifier's),
+  purification defaults, provenance, test metrics and the SHA-256 of every weight file;
 - ``README.md``: the model card.
 
 ``load_bundle`` checks every hash before it builds anything.
@@ -107,7 +108,8 @@ def load_bundle(path: str | Path) -> Bundle:
     classifier = _frozen(ImageClassifier(classifier_config), path / "classifier.safetensors")
     adversarial = None
     if "adversarial_classifier.safetensors" in meta["files"]:
-        adversarial = _frozen(ImageClassifier(classifier_config), path / "adversarial_classifier.safetensors")
+        adversarial_config = ClassifierConfig.from_dict(meta.get("adversarial_classifier", meta["classifier"]))
+        adversarial = _frozen(ImageClassifier(adversarial_config), path / "adversarial_classifier.safetensors")
     return Bundle(name=meta["name"], path=path, meta=meta, dae=dae, classifier=classifier,
                   calibration=Calibration.from_dict(meta["calibration"]),
                   adversarial_classifier=adversarial, classes=list(meta["classes"]))

@@ -82,6 +82,8 @@ def write_bundle(out: Path, name: str, dae: torch.nn.Module, classifier: torch.n
     meta = {
         "name": name, "format_version": 1, "input_shape": input_shape, "classes": classes,
         "calibration": calibration.to_dict(), "dae": dae.config.to_dict(), "classifier": classifier.config.to_dict(),
+        **({"adversarial_classifier": adversarial_classifier.config.to_dict()}
+           if adversarial_classifier is not None and adversarial_classifier.config != classifier.config else {}),
         "purification": purification, "provenance": provenance,
         "metrics": {**metrics, "onnx_max_abs_logit_delta": onnx_delta},
         "files": {f: sha256_file(out / f) for f in files},
@@ -142,11 +144,12 @@ def run(args: argparse.Namespace) -> int:
     # test-time choices (flip averaging, purification defaults) come from the current recipe, even for
     # runs trained before they were set
     current = recipe_for(args.dataset)
-    classifier.config = replace(classifier.config, flip_average=current.classifier.flip_average)
+    flip_average = current.classifier.flip_average
+    classifier.config = replace(classifier.config, flip_average=flip_average)
     dae, dae_meta = load_trained(workdir, "dae")
     try:
-        adversarial, adv_meta = load_trained(workdir, "adversarial")
-        adversarial.config = classifier.config
+        adversarial, adv_meta = load_trained(workdir, "adversarial")  # its own architecture (width) may differ
+        adversarial.config = replace(adversarial.config, flip_average=flip_average)
     except FileNotFoundError as missing:
         print(f"no adversarially trained baseline in this bundle: {missing}")
         adversarial, adv_meta = None, None

@@ -32,6 +32,8 @@ def unbundle(bundle: Bundle, workdir: Path) -> list[str]:
         epochs = provenance["epochs"][part]
         recipe = {**provenance["recipe"], EPOCHS_KEY[part]: epochs}
         history = provenance["history"][part]
+        if part == "adversarial":  # the provenance recipe is the classifier's: the baseline may differ (width)
+            recipe["classifier"] = model.config.to_dict()
         if part == "dae":  # the provenance recipe is the classifier's: a DAE trained on may differ (sigma_max)
             recipe["dae"] = bundle.dae.config.to_dict()
             # bundles from before epochs recorded their noise trained every epoch on the config's

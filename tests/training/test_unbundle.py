@@ -1,10 +1,12 @@
 """A bundle's parts go back into a work directory as finished, resumable runs (``apudae unbundle``)."""
 import json
+from dataclasses import replace
 
 import torch
 
 from models.bundle import load_bundle
 from models.calibration import Calibration
+from models.classifiers import ImageClassifier
 from tests.conftest import make_tiny_nets
 from training.checkpoint import load_checkpoint
 from training.loops import load_trained, make_optimizer
@@ -77,3 +79,25 @@ def test_the_model_card_lists_the_classifier_noise_of_each_epoch_when_any_was_us
     assert "- Classifier training noise X + s*N(0,1), s ~ U[0, s_max], s_max by epoch: 0.0, 0.1" in model_card(bundle.meta)
     provenance["history"]["classifier"] = [{"epoch": 1}, {"epoch": 2, "noise_max": 0.0}]
     assert "Classifier training noise" not in model_card(bundle.meta)
+
+
+def test_an_adversarial_baseline_of_another_width_keeps_its_own_config_through_bundle_and_unbundle(tmp_path):
+    dae, classifier = make_tiny_nets()
+    torch.manual_seed(1)
+    adversarial = ImageClassifier(replace(classifier.config, width=2)).eval()
+    recipe = recipe_for("mnist").to_dict()
+    recipe["dae"], recipe["classifier"] = dae.config.to_dict(), classifier.config.to_dict()
+    provenance = {"data": "random", "dataset": "mnist", "image_size": [28, 28], "splits": {}, "seed": 3,
+                  "epochs": {"classifier": 3, "dae": 2, "adversarial": 1},
+                  "wall_seconds": {"classifier": 10.0, "dae": 20.0, "adversarial": 30.0}, "git_commit": "test",
+                  "machine": machine_description(), "recipe": recipe,
+                  "history": {part: [] for part in ("classifier", "dae", "adversarial")}}
+    meta = write_bundle(tmp_path / "bundle", "tiny", dae, classifier, Calibration.from_errors(torch.rand(8)),
+                        ["c"] * 10, {"variant": "F"}, provenance, {}, adversarial_classifier=adversarial)
+    assert meta["adversarial_classifier"]["width"] == 2 and meta["classifier"]["width"] == 4
+    bundle = load_bundle(tmp_path / "bundle")
+    assert bundle.adversarial_classifier.config.width == 2 and bundle.classifier.config.width == 4
+    unbundle(bundle, tmp_path / "runs")
+    model, run_meta = load_trained(tmp_path / "runs", "adversarial")
+    assert run_meta["recipe"]["classifier"]["width"] == 2
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in adversarial.state_dict().items())

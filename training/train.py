@@ -37,11 +37,13 @@ def recipe_of(args: argparse.Namespace) -> Recipe:
     DAE sigma_max and dropout, classifier noise and width)."""
     epochs = {f"{part}_epochs": args.epochs for part in chosen_parts(args)}
     recipe = recipe_for(args.dataset, holdout=args.holdout, classifier_noise_max=args.classifier_noise_max, **epochs)
-    dae_overrides = {"sigma_max": args.dae_sigma_max, "dropout": args.dae_dropout}
-    classifier = recipe.classifier if args.classifier_width is None else replace(recipe.classifier,
-                                                                                 width=args.classifier_width)
-    return replace(recipe, classifier=classifier,
-                   dae=replace(recipe.dae, **{k: v for k, v in dae_overrides.items() if v is not None}))
+    return replace(recipe, classifier=_overridden(recipe.classifier, width=args.classifier_width),
+                   dae=_overridden(recipe.dae, sigma_max=args.dae_sigma_max, dropout=args.dae_dropout))
+
+
+def _overridden(config, **fields):
+    """``config`` (a frozen dataclass) with the ``fields`` that are not None replaced."""
+    return replace(config, **{k: v for k, v in fields.items() if v is not None})
 
 
 def run(args: argparse.Namespace) -> int:

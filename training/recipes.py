@@ -98,4 +98,9 @@ def recipe_for(dataset: str, **overrides) -> Recipe:
     """The recipe of ``dataset`` with ``overrides`` (None values ignored)."""
     if dataset not in RECIPES:
         raise ValueError(f"no recipe for {dataset!r}; choose one of {', '.join(RECIPES)}")
-    return replace(RECIPES[dataset], **{k: v for k, v in overrides.items() if v is not None})
+    return overridden(RECIPES[dataset], **overrides)
+
+
+def overridden(config, **fields):
+    """``config`` (a frozen dataclass: a recipe or a model config) with the ``fields`` that are not None replaced."""
+    return replace(config, **{k: v for k, v in fields.items() if v is not None})

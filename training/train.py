@@ -7,7 +7,7 @@ from dataclasses import replace
 from training.data import load_dataset, train_holdout_split
 from training.loops import PARTS, train_part
 from training.options import add_data_options, apply_threads, workdir_of
-from training.recipes import Recipe, recipe_for
+from training.recipes import Recipe, overridden, recipe_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,13 +37,8 @@ def recipe_of(args: argparse.Namespace) -> Recipe:
     DAE sigma_max and dropout, classifier noise and width)."""
     epochs = {f"{part}_epochs": args.epochs for part in chosen_parts(args)}
     recipe = recipe_for(args.dataset, holdout=args.holdout, classifier_noise_max=args.classifier_noise_max, **epochs)
-    return replace(recipe, classifier=_overridden(recipe.classifier, width=args.classifier_width),
-                   dae=_overridden(recipe.dae, sigma_max=args.dae_sigma_max, dropout=args.dae_dropout))
-
-
-def _overridden(config, **fields):
-    """``config`` (a frozen dataclass) with the ``fields`` that are not None replaced."""
-    return replace(config, **{k: v for k, v in fields.items() if v is not None})
+    return replace(recipe, classifier=overridden(recipe.classifier, width=args.classifier_width),
+                   dae=overridden(recipe.dae, sigma_max=args.dae_sigma_max, dropout=args.dae_dropout))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import torch
 
 from models.bundle import Bundle, BundleError, load_bundle
 from models.cpu import cpu_has_amx_bf16
+from models.cuda import make_cuda_reproducible
 from models.dae import reconstruction_error
 from models.purification import PurifySettings, purify
 
@@ -91,6 +92,7 @@ class ModelRuntime:
         precision = resolve_precision(precision, device)
         self.bundle, self.device, self.precision = bundle, device, precision
         self.name = bundle.name
+        make_cuda_reproducible(device)
         layout = torch.channels_last if precision == "bf16" or device.type == "cpu" else torch.contiguous_format
         self.dae = bundle.dae.to(device, memory_format=layout)
         self.calibration = bundle.calibration

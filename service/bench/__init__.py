@@ -107,11 +107,12 @@ def bench_bundle(path: Path, args: argparse.Namespace, plan: SweepPlan) -> dict:
     sections = args.sections
     # the timed tables need the default variant's FLOPs for their GFLOP/s columns; counting is cheap
     counted = args.variants.split(",") if "flops" in sections else [default.variant]
+    clean, adversarial = pool.clean.to(plan.device), pool.adversarial.to(plan.device)
     for variant in counted:
         out["flops"][variant] = purification_flops(runtime.bundle, runtime.default_settings(variant=variant),
-                                                    pool.clean[:1], pool.adversarial[:1])
+                                                    clean[:1], adversarial[:1])
     if "flops" in sections:
-        out["pool_flops"] = pool_flops(runtime.bundle, default, pool.clean, pool.adversarial)
+        out["pool_flops"] = pool_flops(runtime.bundle, default, clean, adversarial)
     out["floor"] = floor_sweep(runtime, pool, plan) if "floor" in sections else []
     if "candidates" in sections:
         out["candidates"] = candidate_sweep(runtime.dae, pool.adversarial, plan, args.candidate_batch_sizes)

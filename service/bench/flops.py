@@ -47,6 +47,13 @@ def dae_step(dae: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     return grad
 
 
+def _classifier_flops(classifier: torch.nn.Module, image: torch.Tensor) -> int:
+    """FLOPs of one forward of ``classifier`` on ``image`` (1, C, H, W), run where the classifier's weights
+    are: the service classifies with ONNX, so the torch classifier stays on the CPU beside a CUDA DAE."""
+    with torch.no_grad():
+        return count_flops(lambda: classifier(image.to(next(classifier.parameters()).device)))
+
+
 def purification_flops(bundle: Bundle, settings: PurifySettings, clean: torch.Tensor,
                        adversarial: torch.Tensor) -> dict:
     """FLOPs for one image (``clean``/``adversarial``: (1, C, H, W)) with ``settings``.
@@ -58,7 +65,7 @@ def purification_flops(bundle: Bundle, settings: PurifySettings, clean: torch.Te
     dae, classifier = bundle.dae, bundle.classifier
     with torch.no_grad():
         forward = count_flops(lambda: dae(adversarial))
-        classify = count_flops(lambda: classifier(adversarial))
+    classify = _classifier_flops(classifier, adversarial)
     step = count_flops(lambda: dae_step(dae, adversarial))
     ideal = (forward if settings.variant == "direct" else settings.n * step) + classify
     counted = {"dae_forward": forward, "dae_step": step, "classifier": classify, "ideal_per_image": ideal}
@@ -76,8 +83,7 @@ def pool_flops(bundle: Bundle, settings: PurifySettings, clean: torch.Tensor, ad
     In a batch every step runs on the images still active, so these counts carry the early exits of the
     whole pool; ``clean_to_adversarial`` is the load-independent version of the clean-cost target.
     """
-    with torch.no_grad():
-        classify = count_flops(lambda: bundle.classifier(clean[:1]))
+    classify = _classifier_flops(bundle.classifier, clean[:1])
     counted = {"batch": int(clean.shape[0])}
     for kind, images in (("adversarial", adversarial), ("clean", clean)):
         result: list = []

@@ -101,3 +101,12 @@ def test_counter_b_sweeps_beta_and_unknown_names_fail():
 def test_bim_step_count_follows_eq_3():
     attack = build_attacks("bim", 0.1)[0]
     assert attack.alpha == pytest.approx(0.01) and attack.steps == int(2 * 0.1 / 0.01 + 2)
+
+
+@pytest.mark.parametrize("name, steps, eot", [("pgd-eot", 200, 20), ("bpda-eot", 200, 20), ("apgd-eot", 100, 20),
+                                              ("apgd-ce", 100, 1)])
+def test_adaptive_attacks_default_to_the_field_standard(name, steps, eot):
+    """Without --adaptive-steps/--adaptive-eot every adaptive attack runs the full setting (issue 3, item 4);
+    the non-adaptive APGD-CE attacks the classifier alone, which has no randomness to average."""
+    attack = build_attacks(name, 8 / 255)[0]
+    assert (attack.steps, attack.eot) == (steps, eot)

@@ -21,8 +21,8 @@ def build_attacks(name: str, epsilon: float, steps: int | None = None, eot: int 
                   reason: str = "") -> list[Attack]:
     """The attack(s) called ``name`` at budget ``epsilon`` (one per beta for "counter-b").
 
-    steps/eot override the defaults of the iterative adaptive attacks (PGD-EOT/BPDA: 200 x 20, APGD: 100
-    steps); ``reason`` records why they were lowered.
+    steps/eot override the defaults of the iterative adaptive attacks (PGD-EOT/BPDA: 200 steps x EOT 20,
+    APGD-EOT: 100 x 20); ``reason`` records why they were lowered.
     """
     adaptive = {k: v for k, v in (("steps", steps), ("eot", eot)) if v is not None}
     builders = {

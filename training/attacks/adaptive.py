@@ -17,6 +17,8 @@ from models.purification import purify, purify_unrolled
 from training.attacks.base import ADAPTIVE, Attack, AttackTarget
 from training.attacks.pgd import pgd_linf
 
+EOT_DRAWS = 20  # the bar of Lee & Kim 2023 for every adaptive attack on a randomised defence
+
 
 class _PurifyIdentityBackward(torch.autograd.Function):
     """BPDA: forward = the real (non-differentiable) purification, backward = identity."""
@@ -57,7 +59,7 @@ class BPDAEOT(Attack):
     """PGD (eq. 3, random start) on E_r[J(classifier(purify_r(X)))] with the identity as purify's backward."""
 
     steps: int = 200
-    eot: int = 20
+    eot: int = EOT_DRAWS
     alpha: float | None = None
     reason: str = ""  # why steps/eot are below 200/20, when they are
 

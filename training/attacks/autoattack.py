@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.attacks.adaptive import DefendedClassifier
+from training.attacks.adaptive import EOT_DRAWS, DefendedClassifier
 from training.attacks.base import ADAPTIVE, Attack, AttackTarget
 
 
@@ -28,16 +28,19 @@ def _art_classifier(model: nn.Module, x: torch.Tensor, classes: int):
 @dataclass
 class APGD(Attack):
     """ART's AutoProjectedGradientDescent, l_inf, cross-entropy, ``steps`` iterations, one restart.
-    ``adaptive``: attack purify + classify end to end with ``eot`` draws per gradient."""
+    ``adaptive``: attack purify + classify end to end with ``eot`` draws per gradient (default 20, as
+    PGD-EOT; the non-adaptive APGD-CE attacks the classifier alone and takes one)."""
 
     steps: int = 100
     restarts: int = 1
     adaptive: bool = False
-    eot: int = 1
+    eot: int | None = None
     reason: str = ""  # why steps/eot were lowered, when they were
 
     def __post_init__(self):
         self.name = "apgd-eot" if self.adaptive else "apgd-ce"
+        if self.eot is None:
+            self.eot = EOT_DRAWS if self.adaptive else 1
         if self.adaptive:
             self.threat_model, self.attacks_defence = ADAPTIVE, True
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from models.bundle import Bundle, load_bundle
+from models.cuda import make_cuda_reproducible
 from models.purification import VARIANTS, PurificationResult, PurifySettings, purify
 from training.attacks import ADAPTIVE, GREY_BOX, Attack, AttackTarget, build_attacks
 from training.data import ImageSet, load_dataset
@@ -77,6 +78,7 @@ class Evaluation:
     def __init__(self, config: EvaluationConfig, data: ImageSet | None = None):
         self.config = config
         self.device = torch.device(config.device)
+        make_cuda_reproducible(self.device)
         self.bundle = load_bundle(config.bundle)
         for net in (self.bundle.dae, self.bundle.classifier, self.bundle.adversarial_classifier):
             if net is not None:

@@ -76,7 +76,7 @@ class BPDAEOT(Attack):
             return sum(F.cross_entropy(self._draw(target, adv), labels, reduction="sum") for _ in range(self.eot))
 
         return pgd_linf(None, x, y, self.epsilon, self.alpha, self.steps, random_start=True,
-                        generator=target.generator if x.device.type == "cpu" else None, loss=objective)
+                        generator=self.generator_on(target, x), loss=objective)
 
 
 @dataclass

@@ -57,6 +57,15 @@ class Attack:
         """Clip_x^eps then [0, 1] (the pi of eq. 14, 15)."""
         return torch.min(torch.max(adv, x - self.epsilon), x + self.epsilon).clamp(0, 1)
 
+    @staticmethod
+    def generator_on(target: AttackTarget, x: torch.Tensor) -> torch.Generator | None:
+        """The attack's generator for draws on x's device: itself on the CPU, else a generator there seeded
+        from it, so that ``--seed`` repeats the attack on a GPU too."""
+        if target.generator is None or x.device.type == "cpu":
+            return target.generator
+        seed = int(torch.randint(0, 2**62, (1,), generator=target.generator))
+        return torch.Generator(device=x.device).manual_seed(seed)
+
     def uniform_noise(self, target: AttackTarget, x: torch.Tensor, scale: float) -> torch.Tensor:
         """U(-scale, scale) noise shaped like x, from the attack's generator (eq. 1)."""
         noise = torch.rand(x.shape, generator=target.generator, device="cpu", dtype=x.dtype).to(x.device)

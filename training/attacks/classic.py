@@ -74,14 +74,7 @@ class BIM(Attack):
 
     def generate(self, target: AttackTarget, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return pgd_linf(target.classifier, x, y, self.epsilon, self.alpha, self.steps,
-                        random_start=self.random_start, generator=self._generator_on(target, x))
-
-    @staticmethod
-    def _generator_on(target: AttackTarget, x: torch.Tensor) -> torch.Generator | None:
-        if target.generator is None or x.device.type == "cpu":
-            return target.generator
-        seed = int(torch.randint(0, 2**62, (1,), generator=target.generator))
-        return torch.Generator(device=x.device).manual_seed(seed)
+                        random_start=self.random_start, generator=self.generator_on(target, x))
 
 
 def PGD(epsilon: float, alpha: float | None = None) -> BIM:

@@ -13,7 +13,7 @@ def make_cuda_reproducible(device: torch.device) -> None:
     convolutions in TF32) the same seed twice and a batch against its images one at a time differed by
     up to 0.094 per pixel on the CIFAR-10 bundle (100 test images, NVIDIA H200, 2026-11-28). With these
     settings both differences were 0, and the reconstruction error matched the CPU's to 7e-7 (relative;
-    3e-4 with TF32). Process-wide: these are torch's global backend switches.
+    3e-4 to 7e-4 with TF32). Process-wide: these are torch's global backend switches.
     """
     if device.type != "cuda":
         return

@@ -31,17 +31,18 @@ class Purifier:
     def __init__(self, dae: nn.Module, calibration: Calibration, settings: PurifySettings):
         self.dae, self.calibration, self.settings = dae, calibration, settings
 
-    def run(self, x: torch.Tensor, differentiable: bool = False,
-            error: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``error``: eq. 7's per-image error of ``x`` (B,) when the caller has it; saves a DAE forward."""
+    def run(self, x: torch.Tensor, differentiable: bool = False, error: torch.Tensor | None = None,
+            noise: NoiseSource | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``error``: eq. 7's per-image error of ``x`` (B,) when the caller has it; saves a DAE forward.
+        ``noise``: the random draws for x's rows (default: ``NoiseSource(x, settings.seed)``)."""
         raise NotImplementedError
 
-    def purify(self, images: torch.Tensor) -> PurificationResult:
+    def purify(self, images: torch.Tensor, noise: NoiseSource | None = None) -> PurificationResult:
         """Purify ``images`` (B, C, H, W) in [0, 1] without building a graph; see ``PurificationResult``."""
         x = images.detach().clone().float()
         with torch.no_grad():
             before = per_image_error(self.dae, x)
-        out, steps = self.run(x, error=before)
+        out, steps = self.run(x, error=before, noise=noise)
         out = out.detach().to(x.dtype)  # float32 even when the DAE output itself is the result (direct, autocast)
         after = before.clone()
         changed = (steps > 0) | self.always_changes
@@ -81,9 +82,10 @@ class IterativePurifier(Purifier):
         peak = w.abs().flatten(1).amax(dim=1).clamp_min(1e-12)
         return w / peak.view(-1, 1, 1, 1)
 
-    def run(self, x: torch.Tensor, differentiable: bool = False,
-            error: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        noise = NoiseSource(x, self.settings.seed)
+    def run(self, x: torch.Tensor, differentiable: bool = False, error: torch.Tensor | None = None,
+            noise: NoiseSource | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if noise is None:
+            noise = NoiseSource(x, self.settings.seed)
         start = self.start(x, noise)
         if error is None or start is not x:  # G's transform moved the start: its error is new
             with torch.no_grad():

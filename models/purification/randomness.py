@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +20,18 @@ class NoiseSource:
         self.device = images.device
         self.generators: list[torch.Generator] | None = None
         if seed is not None:
-            pixels = images.detach().mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-            self.generators = [self._generator(seed, image.tobytes()) for image in pixels]
+            self.generators = [self._generator(seed, content) for content in _contents(images)]
+
+    @classmethod
+    def for_draws(cls, images: torch.Tensor, seeds: Sequence[int]) -> "NoiseSource":
+        """The source for ``images`` (B, C, H, W) repeated len(seeds) times along the batch: rows
+        k*B .. (k+1)*B - 1 draw exactly what ``NoiseSource(images, seeds[k])`` would, so one batched
+        purification gives the same result as one purification per seed (the EOT draws of the adaptive
+        attacks)."""
+        source = cls(images, None)
+        contents = _contents(images)
+        source.generators = [source._generator(seed, content) for seed in seeds for content in contents]
+        return source
 
     def _generator(self, seed: int, content: bytes) -> torch.Generator:
         digest = hashlib.blake2b(content, digest_size=8, key=str(seed).encode()).digest()
@@ -39,6 +50,12 @@ class NoiseSource:
     def uniform(self, rows: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """(len(rows), *shape) U[0, 1) draws, row k from image rows[k]'s stream."""
         return self._draw(torch.rand, rows, shape, dtype)
+
+
+def _contents(images: torch.Tensor) -> list[bytes]:
+    """Each image's 8-bit pixels as bytes, the content half of its generator's key."""
+    pixels = images.detach().mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return [image.tobytes() for image in pixels]
 
 
 def random_resize_rotate(x: torch.Tensor, noise: NoiseSource, scale: tuple[float, float],

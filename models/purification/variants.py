@@ -15,8 +15,8 @@ class Direct(Purifier):
 
     always_changes = True
 
-    def run(self, x: torch.Tensor, differentiable: bool = False,
-            error: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, x: torch.Tensor, differentiable: bool = False, error: torch.Tensor | None = None,
+            noise: NoiseSource | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.set_grad_enabled(differentiable and x.requires_grad):
             out = self.dae(x)
         return out, torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)

@@ -6,7 +6,7 @@ import torch
 
 from models.calibration import Calibration
 from models.dae import DAEConfig, DenoisingAutoEncoder, reconstruction_error
-from models.purification import VARIANTS, PurifySettings, purify, purify_unrolled
+from models.purification import VARIANTS, NoiseSource, PurifySettings, purify, purify_unrolled
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,22 @@ def test_seeded_batch_equals_one_at_a_time_and_is_repeatable(dae, images, varian
     assert torch.equal(batch.steps, torch.cat([s.steps for s in single]))
     assert batch.images.min() >= 0 and batch.images.max() <= 1
     assert batch.images.dtype == torch.float32 and batch.steps.dtype == torch.int64
+
+
+@pytest.mark.parametrize("variant", ["F", "G"])
+def test_batched_draws_equal_one_purification_per_seed(dae, images, variant):
+    """NoiseSource.for_draws (the EOT batch of the adaptive attacks): copy k of the repeated batch gets
+    exactly the noise and the result of a purification with seed k alone."""
+    cal = calibration_at(reconstruction_error(dae, images).median().item())
+    settings = PurifySettings(variant=variant, n=4, gamma=0.1)
+    seeds = (11, 12, 13)
+    batched = purify(dae, images.repeat(len(seeds), 1, 1, 1), cal, settings, NoiseSource.for_draws(images, seeds))
+    separate = [purify(dae, images, cal, PurifySettings(variant=variant, n=4, gamma=0.1, seed=s)) for s in seeds]
+    torch.testing.assert_close(batched.images, torch.cat([r.images for r in separate]), atol=1e-5, rtol=0)
+    assert torch.equal(batched.steps, torch.cat([r.steps for r in separate]))
+    unrolled = purify_unrolled(dae, images.repeat(len(seeds), 1, 1, 1), cal, settings,
+                               NoiseSource.for_draws(images, seeds))
+    torch.testing.assert_close(unrolled.detach(), batched.images, atol=1e-5, rtol=0)
 
 
 def test_different_seeds_give_different_noise(dae, images):

@@ -2,13 +2,15 @@
 with an unbounded budget breaks the defended pipeline (sanity checks of an honest evaluation)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
 
 from models.calibration import Calibration
 from models.dae import DAEConfig, DenoisingAutoEncoder, reconstruction_error
-from models.purification import PurifySettings, purify
+from models.purification import PurifySettings, purify, purify_unrolled
 from training.attacks import ADAPTIVE, ATTACKS, GREY_BOX, PGD, PGDEOT, AttackTarget, build_attacks
 from training.attacks.adaptive import DefendedClassifier
 
@@ -74,6 +76,20 @@ def test_eot_averages_different_draws_of_the_defence(setup):
         one = DefendedClassifier(target_of(setup, 3), eot=1)(x)
         two = DefendedClassifier(target_of(setup, 3), eot=2)(x)  # its first draw is ``one``'s
     assert not torch.allclose(one, two)
+
+
+def test_eot_batch_equals_one_draw_after_another(setup):
+    """The batched EOT average equals the mean of eot separate purifications, each with the seed the
+    attack's generator gives it in turn."""
+    classifier, dae, calibration, settings, x, _ = setup
+    generator = torch.Generator().manual_seed(3)
+    seeds = [int(torch.randint(0, 2**62, (1,), generator=generator)) for _ in range(3)]
+    with torch.no_grad():
+        batched = DefendedClassifier(target_of(setup, 3), eot=3)(x)
+        one_by_one = torch.stack([
+            torch.log_softmax(classifier(purify_unrolled(dae, x, calibration, replace(settings, seed=s))), dim=1)
+            for s in seeds]).mean(0)
+    torch.testing.assert_close(batched, one_by_one)
 
 
 def test_pgd_breaks_an_undefended_model(setup):

@@ -7,13 +7,13 @@ Shape: x (B, C, H, W) float in [0, 1], y (B,) int64 -> x_adv like x, within epsi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.purification import purify, purify_unrolled
+from models.purification import NoiseSource, purify, purify_unrolled
 from training.attacks.base import ADAPTIVE, Attack, AttackTarget
 from training.attacks.pgd import pgd_linf
 
@@ -24,18 +24,22 @@ class _PurifyIdentityBackward(torch.autograd.Function):
     """BPDA: forward = the real (non-differentiable) purification, backward = identity."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, target: AttackTarget) -> torch.Tensor:
-        return purify(target.dae, x, target.calibration, _fresh_draw(target)).images
+    def forward(ctx, x: torch.Tensor, target: AttackTarget, noise: NoiseSource) -> torch.Tensor:
+        return purify(target.dae, x, target.calibration, target.settings, noise).images
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return grad, None
+        return grad, None, None
 
 
-def _fresh_draw(target: AttackTarget):
-    """The defence's settings with a new seed at every call, taken from the attack's own generator: EOT
-    averages over these draws of the defence's randomness, and the same attack seed repeats them."""
-    return replace(target.settings, seed=int(torch.randint(0, 2**62, (1,), generator=target.generator)))
+def eot_batch(target: AttackTarget, x: torch.Tensor, eot: int) -> tuple[torch.Tensor, NoiseSource]:
+    """x (B, C, H, W) repeated ``eot`` times along the batch, (eot * B, C, H, W), and the defence's noise
+    for it: copy k draws with its own seed, taken from the attack's generator. EOT averages over these
+    draws of the defence's randomness, the same attack seed repeats them, and the one batched
+    purification equals ``eot`` separate ones (``NoiseSource.for_draws``) at a fraction of the kernel
+    launches on a GPU."""
+    seeds = [int(torch.randint(0, 2**62, (1,), generator=target.generator)) for _ in range(eot)]
+    return x.repeat(eot, 1, 1, 1), NoiseSource.for_draws(x, seeds)
 
 
 class DefendedClassifier(nn.Module):
@@ -49,9 +53,9 @@ class DefendedClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.target
-        draws = [F.log_softmax(t.classifier(purify_unrolled(t.dae, x, t.calibration, _fresh_draw(t))), dim=1)
-                 for _ in range(self.eot)]
-        return torch.stack(draws).mean(0)
+        copies, noise = eot_batch(t, x, self.eot)
+        purified = purify_unrolled(t.dae, copies, t.calibration, t.settings, noise)
+        return F.log_softmax(t.classifier(purified), dim=1).view(self.eot, x.shape[0], -1).mean(0)
 
 
 @dataclass
@@ -68,12 +72,14 @@ class BPDAEOT(Attack):
         if self.alpha is None:
             self.alpha = max(2.5 * self.epsilon / self.steps, self.epsilon / 40)
 
-    def _draw(self, target: AttackTarget, adv: torch.Tensor) -> torch.Tensor:
-        return target.classifier(_PurifyIdentityBackward.apply(adv, target))
+    def _logits(self, target: AttackTarget, copies: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
+        """classifier(purify(copies)) with the identity as purify's backward; copies: (eot * B, C, H, W)."""
+        return target.classifier(_PurifyIdentityBackward.apply(copies, target, noise))
 
     def generate(self, target: AttackTarget, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         def objective(adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            return sum(F.cross_entropy(self._draw(target, adv), labels, reduction="sum") for _ in range(self.eot))
+            copies, noise = eot_batch(target, adv, self.eot)
+            return F.cross_entropy(self._logits(target, copies, noise), labels.repeat(self.eot), reduction="sum")
 
         return pgd_linf(None, x, y, self.epsilon, self.alpha, self.steps, random_start=True,
                         generator=self.generator_on(target, x), loss=objective)
@@ -87,5 +93,5 @@ class PGDEOT(BPDAEOT):
         super().__post_init__()
         self.name = "pgd-eot"
 
-    def _draw(self, target: AttackTarget, adv: torch.Tensor) -> torch.Tensor:
-        return target.classifier(purify_unrolled(target.dae, adv, target.calibration, _fresh_draw(target)))
+    def _logits(self, target: AttackTarget, copies: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
+        return target.classifier(purify_unrolled(target.dae, copies, target.calibration, target.settings, noise))

@@ -13,7 +13,8 @@ from models.purification.randomness import NoiseSource
 from models.purification.settings import STEP_RULES, VARIANTS, PurificationResult, PurifySettings
 from models.purification.variants import PURIFIERS
 
-__all__ = ["purify", "purify_unrolled", "NoiseSource", "PurifySettings", "PurificationResult", "VARIANTS", "STEP_RULES"]
+__all__ = ["purify", "purify_unrolled", "NoiseSource", "PurifySettings", "PurificationResult", "VARIANTS",
+           "STEP_RULES"]
 
 
 def _device_of(dae: nn.Module, images: torch.Tensor) -> torch.device:

@@ -98,6 +98,20 @@ def test_config_rejects_unknown_names(tiny_models_dir):
         EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), variant="Q")
 
 
+def test_lowering_an_adaptive_attack_needs_a_reason(tiny_models_dir):
+    """Below 200 x 20 (PGD-EOT/BPDA) or 100 x 20 (APGD) the run must say why (issue 3, item 4)."""
+    bundle = str(tiny_models_dir / "tiny")
+    with pytest.raises(ValueError, match="lower pgd-eot below the standard.*reduced-reason"):
+        EvaluationConfig(bundle=bundle, attacks=("counter-a", "pgd-eot"), adaptive_steps=20, adaptive_eot=4)
+    with pytest.raises(ValueError, match="lower apgd-eot"):  # 100 steps is APGD's standard, EOT 1 is not
+        EvaluationConfig(bundle=bundle, attacks=("apgd-eot",), adaptive_steps=100, adaptive_eot=1)
+    reduced = EvaluationConfig(bundle=bundle, attacks=("pgd-eot",), adaptive_steps=20, reduced_reason="CPU")
+    assert reduced.lowered_attacks() == ["pgd-eot"]
+    standard = EvaluationConfig(bundle=bundle, attacks=("apgd-eot", "counter-b"), adaptive_steps=100)
+    assert standard.lowered_attacks() == []
+    assert EvaluationConfig(bundle=bundle, attacks=("fgsm",), adaptive_steps=1).lowered_attacks() == []
+
+
 @pytest.mark.parametrize("entry, fix", [("Q:n=2", "unknown variant 'Q'"), ("A:steps=2", "setting from n, alpha"),
                                         ("A:n", "n must be an integer"), ("A:n=1.5", "n must be an integer"),
                                         ("F:gamma=x", "gamma must be a number"), ("B:beta=1", "beta must be in")])
@@ -158,7 +172,7 @@ def test_worst_case_ands_the_clean_prediction_and_every_adaptive_attack_per_imag
     monkeypatch.setattr(Evaluation, "_score", scripted_score)
     config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("counter-a", "counter-b", "pgd-eot"),
                               samples=None, batch_size=7, epsilons=(0.3,), purify={"n": 1},
-                              adaptive_steps=1, adaptive_eot=1)
+                              adaptive_steps=1, adaptive_eot=1, reduced_reason="a test")
     cells = run_evaluation(config, data=seven_images)["cells"]  # only the harness's own row is tallied
     assert {(c["defence"], c["correct"], c["total"]) for c in cells} == {("direct", 3, 7), ("F", 3, 7)}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from models.purification import VARIANTS, PurifySettings
-from training.attacks import ATTACKS
+from training.attacks import ADAPTIVE_ATTACKS, ATTACKS, build_attacks
 
 DEFAULT_ATTACKS = ("random", "fgsm", "r-fgsm", "bim", "pgd", "cw")
 COMPARE_SETTINGS = {"n": int, "alpha": float, "beta": float, "gamma": float}  # what a compare entry may change
@@ -78,6 +78,22 @@ class EvaluationConfig:
             raise ValueError("batch_size and samples must be positive")
         if not self.epsilons or any(e < 0 for e in self.epsilons):
             raise ValueError("give at least one epsilon, each >= 0")
+        lowered = self.lowered_attacks()
+        if lowered and not self.reduced_reason.strip():
+            raise ValueError(f"adaptive_steps/adaptive_eot lower {', '.join(lowered)} below the standard "
+                             f"(PGD-EOT/BPDA 200 x 20, APGD 100 x 20): say why in reduced_reason (--reduced-reason)")
+
+    def lowered_attacks(self) -> list[str]:
+        """The requested adaptive attacks whose steps or EOT draws the overrides set below their defaults."""
+        lowered = []
+        for name in (a for a in self.attacks if a in ADAPTIVE_ATTACKS):
+            default = build_attacks(name, 0.0)[0]
+            if not hasattr(default, "eot"):  # the counter-attacks: a fixed BIM, no EOT
+                continue
+            steps, eot = self.adaptive_steps or default.steps, self.adaptive_eot or default.eot
+            if steps < default.steps or eot < default.eot:
+                lowered.append(name)
+        return lowered
 
     def to_dict(self) -> dict:
         d = asdict(self)

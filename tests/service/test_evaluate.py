@@ -97,6 +97,8 @@ def test_bad_requests_are_refused_before_a_job_starts(client, admin):
     assert refused.status_code == 422 and "unknown variant 'Q'" in refused.json()["detail"]
     refused = client.post("/evaluate", json={"compare": ["A:n=-1"]}, headers=admin)
     assert refused.status_code == 422 and "n, alpha, gamma and rotation must be >= 0" in refused.json()["detail"]
+    refused = client.post("/evaluate", json={"attacks": ["pgd-eot"], "adaptive_steps": 5}, headers=admin)
+    assert refused.status_code == 422 and "reduced_reason" in refused.json()["detail"]
     assert client.post("/evaluate", json={"bundle": "/etc"}, headers=admin).status_code == 422
     assert client.post("/evaluate", json={"model": "nope"}, headers=admin).status_code == 404
     assert client.get("/evaluate/" + "0" * 32, headers=admin).status_code == 404

@@ -45,7 +45,7 @@ class EvaluationConfig:
     samples: test images (a seeded random subset of the test split; None = all); seed: subset, attack
     and purification randomness; quantize: round adversarial images to 8 bits before the defence sees
     them (as over HTTP); adaptive_steps/adaptive_eot: override PGD-EOT/BPDA (200 x 20) and APGD (100
-    steps), with ``reduced_reason`` saying why; dataset/data_dir: test data (the bundle's data set by
+    x 20); lowering them needs ``reduced_reason`` saying why; dataset/data_dir: test data (the bundle's data set by
     default); out: where the CLI writes JSON, markdown and plots (None: nothing written)."""
 
     bundle: str

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep stepping along the momentum under mu, eq. 9-13 (default: the bundle's)")
     parser.add_argument("--adaptive-steps", type=int, help="steps of PGD-EOT/BPDA (default 200) and APGD (100)")
     parser.add_argument("--adaptive-eot", type=int, help="EOT draws per gradient (default 20)")
-    parser.add_argument("--reduced-reason", default="", help="why the adaptive settings were lowered (required when they are; recorded)")
+    parser.add_argument("--reduced-reason", default="",
+                        help="why the adaptive settings were lowered (required when they are; recorded)")
     parser.add_argument("--data-dir", help="data directory (default: APUDAE_DATA_DIR)")
     parser.add_argument("--out", default="results/evaluate", help="output directory for results.json/.md and plots")
 

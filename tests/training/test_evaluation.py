@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -85,10 +86,68 @@ def test_cli_builds_the_config_and_runs(tiny_models_dir, seven_images, tmp_path,
     assert config.epsilons == (0.05, 0.1) and config.purify == {"n": 2} and not config.quantize
     assert config.samples is None and config.compare == ("A", "D")
     monkeypatch.setattr(cli, "run_evaluation",
-                        lambda cfg, progress: run_evaluation(cfg, progress, data=seven_images))
+                        lambda cfg, progress, resume: run_evaluation(cfg, progress, data=seven_images, resume=resume))
     assert cli.run(args) == 0
     assert (tmp_path / "accuracy_vs_epsilon.png").is_file()
     assert "adaptive" in capsys.readouterr().out
+
+
+class Stop(Exception):
+    """Stands for a run killed part way."""
+
+
+def _outcome(summary: dict) -> list[tuple]:
+    """What a run measured, without its timings."""
+    return [(c["defence"], c["attack"], c["correct"], c["total"], c["purification_steps_per_image"])
+            for c in summary["cells"]]
+
+
+def test_a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one(tiny_models_dir, seven_images, tmp_path):
+    config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), variant="F", purify={"gamma": 0.1},
+                              attacks=("random", "pgd-eot"), samples=None, batch_size=3, epsilons=(0.1, 0.2),
+                              adaptive_steps=2, adaptive_eot=2, reduced_reason="a test", out=str(tmp_path / "a"))
+    whole = Evaluation(config, seven_images)
+    whole_summary = whole.run()
+
+    def stop_after_two(done: int, total: int) -> None:
+        if done == 2:
+            raise Stop
+
+    stopped = replace(config, out=str(tmp_path / "b"))
+    with pytest.raises(Stop):
+        run_evaluation(stopped, stop_after_two, data=seven_images)
+    assert (tmp_path / "b" / "checkpoint.pt").is_file()
+    seen = []
+    resumed = Evaluation(stopped, seven_images)
+    summary = resumed.run(lambda done, total: seen.append(done), resume=True)
+    assert seen == [2, 3, 4, 5, 6]  # 2 epsilons x 3 batches, the first two not run again
+    assert _outcome(summary) == _outcome(whole_summary)
+    # the purifier's errors on the attacked images of the third batch depend on the attacks' random draws
+    assert dict(resumed.artifacts.errors) == dict(whole.artifacts.errors)
+
+
+def test_the_checkpoint_is_removed_once_the_results_are_written(tiny_models_dir, seven_images, tmp_path):
+    config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("random",), samples=None,
+                              batch_size=3, out=str(tmp_path))
+    seen = []
+    run_evaluation(config, lambda done, total: seen.append((tmp_path / "checkpoint.pt").is_file()), data=seven_images)
+    assert seen == [False, True, True, True]
+    assert not (tmp_path / "checkpoint.pt").exists() and (tmp_path / "results.json").is_file()
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tiny_models_dir, seven_images, tmp_path):
+    config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("random",), samples=None,
+                              batch_size=3, out=str(tmp_path))
+
+    def stop(done: int, total: int) -> None:
+        if done == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_evaluation(config, stop, data=seven_images)
+    with pytest.raises(ValueError, match="other settings \\(seed\\)"):
+        run_evaluation(replace(config, seed=1), data=seven_images, resume=True)
+    assert _outcome(run_evaluation(config, data=seven_images))  # without --resume: starts over
 
 
 def test_config_rejects_unknown_names(tiny_models_dir):

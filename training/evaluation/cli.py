@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="why the adaptive settings were lowered (required when they are; recorded)")
     parser.add_argument("--data-dir", help="data directory (default: APUDAE_DATA_DIR)")
     parser.add_argument("--out", default="results/evaluate", help="output directory for results.json/.md and plots")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the unfinished run in --out from its last batch (the same settings); "
+                             "without it a run starts over")
 
 
 def _names(comma_separated: str) -> tuple[str, ...]:
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        summary = run_evaluation(config, progress)
+        summary = run_evaluation(config, progress, resume=args.resume)
     print(Path(summary["files"]["markdown"]).read_text())
     print(f"wrote {', '.join(summary['files'].values())}")
     return 0

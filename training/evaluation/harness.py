@@ -26,6 +26,7 @@ from models.purification import VARIANTS, PurificationResult, PurifySettings, pu
 from training.attacks import ADAPTIVE, GREY_BOX, Attack, AttackTarget, build_attacks
 from training.data import ImageSet, load_dataset
 from training.evaluation.config import EvaluationConfig, compare_entry
+from training.evaluation.resume import clear_progress, load_progress, run_identity, save_progress
 from training.evaluation.stats import Tally
 
 GALLERY_SIZE = 8
@@ -98,28 +99,48 @@ class Evaluation:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed))
         return order[: min(self.config.samples or n, n)]
 
-    def run(self, progress: Progress | None = None) -> dict:
+    def run(self, progress: Progress | None = None, resume: bool = False) -> dict:
+        """Every (epsilon, batch) in turn; with ``config.out`` set, the state after each batch is saved there
+        and ``resume`` continues a run from it (``training.evaluation.resume``)."""
         cfg = self.config
         batches = list(self.rows().split(cfg.batch_size))
-        total, done = len(cfg.epsilons) * len(batches), 0
-        start = time.perf_counter()
+        attacks = {epsilon: [a for name in cfg.attacks for a in build_attacks(
+            name, epsilon, cfg.adaptive_steps, cfg.adaptive_eot, cfg.reduced_reason)] for epsilon in cfg.epsilons}
+        for built in attacks.values():
+            self.attack_settings.update({a.name: a.settings() for a in built})
+        steps = [(epsilon, rows) for epsilon in cfg.epsilons for rows in batches]
+        saved = load_progress(cfg.out, cfg.to_dict()) if resume and cfg.out else None
+        done, earlier_seconds = self._restore(saved) if saved else (0, 0.0)
+        start = time.perf_counter() - earlier_seconds
         if progress is not None:
-            progress(0, total)
-        for epsilon in cfg.epsilons:
-            attacks = [a for name in cfg.attacks for a in build_attacks(
-                name, epsilon, cfg.adaptive_steps, cfg.adaptive_eot, cfg.reduced_reason)]
-            self.attack_settings.update({a.name: a.settings() for a in attacks})
-            for rows in batches:
-                x = self.data.images[rows].to(self.device).float() / 255
-                self._batch(epsilon, attacks, x, self.data.labels[rows].to(self.device))
-                done += 1
-                if progress is not None:
-                    progress(done, total)
+            progress(done, len(steps))
+        for epsilon, rows in steps[done:]:
+            x = self.data.images[rows].to(self.device).float() / 255
+            self._batch(epsilon, attacks[epsilon], x, self.data.labels[rows].to(self.device))
+            done += 1
+            if cfg.out:
+                self._save(done, time.perf_counter() - start)
+            if progress is not None:
+                progress(done, len(steps))
         return {"config": cfg.to_dict(), "bundle": self.bundle.name, "dataset": self.bundle.meta.get("provenance"),
                 "purification": {**vars(self.settings), "scale": list(self.settings.scale)},
                 "defences": [d.name for d in self.defences], "attacks": self.attack_settings,
                 "samples": int(min(cfg.samples or len(self.data), len(self.data))),
                 "wall_seconds": time.perf_counter() - start, "cells": self.tally.to_list()}
+
+    def _save(self, done: int, seconds: float) -> None:
+        save_progress(self.config.out, {
+            "config": run_identity(self.config.to_dict()), "done": done, "seconds": seconds,
+            "generator": self.generator.get_state(), "cells": self.tally.state(),
+            "errors": dict(self.artifacts.errors), "gallery": self.artifacts.gallery})
+
+    def _restore(self, state: dict) -> tuple[int, float]:
+        """Take up a saved run: returns the (epsilon, batch) steps it had done and the seconds they took."""
+        self.generator.set_state(state["generator"])
+        self.tally.restore(state["cells"])
+        self.artifacts.errors.update(state["errors"])
+        self.artifacts.gallery.update(state["gallery"])
+        return state["done"], state["seconds"]
 
     def _batch(self, epsilon: float, attacks: list[Attack], x: torch.Tensor, y: torch.Tensor) -> None:
         clean = self._score(epsilon, "clean", GREY_BOX, self.defences, x, y, 0.0)
@@ -184,15 +205,17 @@ class Evaluation:
 
 
 def run_evaluation(config: EvaluationConfig, progress_callback: Progress | None = None,
-                   data: ImageSet | None = None) -> dict:
+                   data: ImageSet | None = None, resume: bool = False) -> dict:
     """Run ``config`` and return its JSON-ready summary (``cells``: one dict per (epsilon, defence, attack)
     with correct, total, accuracy, ci95, seconds per image, purification steps per image, threat_model).
-    When ``config.out`` is set, also writes results.json, results.md and the plots there (paths under ``files``).
+    When ``config.out`` is set, also writes results.json, results.md and the plots there (paths under ``files``),
+    and a checkpoint after every batch that ``resume`` continues from (removed once the results are written).
     ``progress_callback(done, total)`` is called at the start and after each batch; ``data`` replaces the test split."""
     evaluation = Evaluation(config, data)
-    summary = evaluation.run(progress_callback)
+    summary = evaluation.run(progress_callback, resume)
     if config.out:
         from training.evaluation.report import write_outputs
 
         summary["files"] = write_outputs(summary, evaluation.artifacts, config.out, evaluation.bundle.classes)
+        clear_progress(config.out)
     return summary

@@ -7,7 +7,7 @@ all images it saw, never a mean of per-batch accuracies.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
@@ -76,3 +76,10 @@ class Tally:
 
     def to_list(self) -> list[dict]:
         return [cell.to_dict() for cell in self.cells.values()]
+
+    def state(self) -> list[dict]:
+        """The raw cells (counts and summed seconds), for a checkpoint; ``restore`` reads them back."""
+        return [asdict(cell) for cell in self.cells.values()]
+
+    def restore(self, state: list[dict]) -> None:
+        self.cells = {(c["epsilon"], c["defence"], c["attack"]): Cell(**c) for c in state}

@@ -9,13 +9,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Hashable
+from functools import partial
 from typing import Any
 
 import torch
 
 from service.batcher import BatchFn, Batcher, BatchKey
 from service.engine import ModelRuntime, load_models
-from service.evaluation.jobs import EvaluationJobs
+from service.evaluation import harness
+from service.evaluation.jobs import EvaluationJobs, Job, Task
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 
@@ -54,8 +56,17 @@ class ServiceState:
         self.metrics.models_ready.set(len(self.models))
         self.batcher = Batcher(settings.max_batch_size, settings.max_batch_wait, settings.max_queue_size, self.metrics)
         self.jobs = EvaluationJobs(settings.eval_dir, self.batcher.idle, self.metrics)
+        self.jobs.resume(self._cut_off_task)
         self.ready = True
         log.info("ready: serving %s on %s", ", ".join(self.models), settings.device)
+
+    def _cut_off_task(self, job: Job) -> Task:
+        """The task of a job the last run of the service left unfinished: its stored settings on its model,
+        when that is still served (else ValueError)."""
+        runtime = self.models.get(job.model)
+        if runtime is None:
+            raise ValueError(f"its model {job.model!r} is no longer served")
+        return partial(harness.run, harness.stored_config(runtime, job.config, self.settings.device))
 
     def begin_shutdown(self) -> None:
         """Report not ready at once (called from the signal handler, before connections drain)."""

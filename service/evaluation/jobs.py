@@ -1,8 +1,10 @@
 """Evaluation jobs: one at a time, persisted as JSON, run below live traffic.
 
 Each job is ``<eval_dir>/<id>.json``, rewritten atomically at every change, so a restart loses
-no results; a job that was queued or running when the service stopped is marked
-``interrupted`` on the next start. The job thread yields to live traffic: at every progress
+no results. A job that was queued or running when the service stopped (shut down or killed) is
+taken up again on the next start (``resume``) and continues from the last batch the harness
+saved in its directory; only one whose model is no longer served is marked ``interrupted``,
+with the reason. The job thread yields to live traffic: at every progress
 report it waits until the batcher is idle (nothing queued or running), so a job never delays
 a request by more than one of its own steps.
 """
@@ -37,7 +39,7 @@ class JobBusy(RuntimeError):
 
 
 class _Stopped(Exception):
-    """The service is shutting down; the job stops at its next progress report."""
+    """The service is shutting down; the job stops at its next progress report, to resume at the next start."""
 
 
 @dataclass
@@ -72,14 +74,9 @@ class EvaluationJobs:
         jobs = []
         for file in sorted(self.directory.glob("*.json")):
             try:
-                job = Job(**json.loads(file.read_text()))
+                jobs.append(Job(**json.loads(file.read_text())))
             except (OSError, ValueError, TypeError) as err:
                 log.error("evaluation job file %s skipped: %s", file, err)
-                continue
-            if job.status in ACTIVE:
-                job.status, job.error = "interrupted", "the service stopped while this job ran; start it again"
-                self._save(job)
-            jobs.append(job)
         return jobs
 
     def _save(self, job: Job) -> None:
@@ -101,14 +98,42 @@ class EvaluationJobs:
                 raise JobBusy(active.id)
             job = Job(uuid.uuid4().hex, model, config)
             self._jobs[job.id] = job
-            self._save(job)
-            self._thread = threading.Thread(target=self._run, args=(job, task), name=f"evaluation-{job.id[:8]}",
-                                            daemon=True)
-            self._thread.start()
+            self._launch(job, task)
         return job
 
+    def resume(self, task_for: Callable[[Job], Task]) -> None:
+        """Take up the jobs the last run of the service left queued or running, oldest first, one at a time
+        as ever: the first whose task ``task_for(job)`` can rebuild runs again (the harness continues it from
+        its checkpoint); a job it cannot rebuild (ValueError: say why) and any further one are marked
+        interrupted with the reason."""
+        resumed: Job | None = None
+        with self._lock:
+            for job in sorted((j for j in self._jobs.values() if j.status in ACTIVE), key=lambda j: j.created):
+                try:
+                    task = task_for(job)
+                except ValueError as err:
+                    self._interrupt(job, f"{err}; start it again")
+                    continue
+                if resumed is not None:
+                    self._interrupt(job, f"job {resumed.id} was resumed first; start this one again")
+                    continue
+                resumed, job.status = job, "queued"
+                log.info("evaluation job %s resumes at %.0f%%", job.id, 100 * job.progress)
+                self._launch(job, task)
+
+    def _interrupt(self, job: Job, reason: str) -> None:
+        job.status, job.error, job.finished = "interrupted", reason, time.time()
+        self._save(job)
+        self.metrics.evaluation_jobs.labels(job.status).inc()
+
+    def _launch(self, job: Job, task: Task) -> None:
+        self._save(job)
+        self._thread = threading.Thread(target=self._run, args=(job, task), name=f"evaluation-{job.id[:8]}",
+                                        daemon=True)
+        self._thread.start()
+
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask a running job to stop at its next progress report; it is then marked interrupted."""
+        """Ask a running job to stop at its next progress report; it is left queued, to resume at the next start."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -126,14 +151,17 @@ class EvaluationJobs:
             self._save(job)
             self._yield_to_traffic()
 
-        job.status, job.started = "running", time.time()
+        job.status, job.started = "running", job.started or time.time()
         self._save(job)
         try:
             self._yield_to_traffic()
             job.results = task(self.directory / job.id, progress)
             job.status, job.progress = "succeeded", 1.0
         except _Stopped:
-            job.status, job.error = "interrupted", "the service stopped while this job ran; start it again"
+            job.status = "queued"
+            self._save(job)
+            log.info("evaluation job %s stopped at %.0f%%; it resumes at the next start", job.id, 100 * job.progress)
+            return
         except Exception as err:  # a failing job must never take serving down; its error is kept
             log.exception("evaluation job %s failed", job.id)
             job.status, job.error = "failed", f"{type(err).__name__}: {err}"

@@ -1,16 +1,20 @@
 """Admin /evaluate: the bearer token, jobs one at a time, progress, persistence across restarts, failures."""
 from __future__ import annotations
 
+import json
 import threading
 import time
+import uuid
+from dataclasses import asdict
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service.evaluation import harness
-from service.evaluation.jobs import EvaluationJobs
+from service.evaluation.jobs import EvaluationJobs, Job
 from service.main import create_app
 from service.metrics import ServiceMetrics
+from training.evaluation.config import EvaluationConfig
 from service_fixtures import admin, client, digit_png, make_settings  # noqa: F401 (pytest fixtures)
 
 WAIT = 30.0  # seconds: bound on polling loops
@@ -105,17 +109,63 @@ def test_bad_requests_are_refused_before_a_job_starts(client, admin):
     assert client.get("/evaluate/../../etc", headers=admin).status_code in (404, 422)
 
 
-def test_results_survive_a_restart_and_interrupted_jobs_are_marked(make_settings, admin, fake_harness):
+def _cut_off_job(eval_dir, model: str, seed: int, created: float) -> str:
+    """Write a job as a service killed half way through it leaves it (running, progress 0.5); its id."""
+    config = EvaluationConfig(bundle="as stored", samples=10, seed=seed).to_dict()
+    job = Job(uuid.uuid4().hex, model, config, status="running", progress=0.5, created=created, started=created)
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    (eval_dir / f"{job.id}.json").write_text(json.dumps(asdict(job)))
+    return job.id
+
+
+def test_results_survive_a_restart_and_a_cut_off_job_resumes(make_settings, admin, fake_harness):
     settings = make_settings()
     with TestClient(create_app(settings)) as client:
         done = client.post("/evaluate", json={"samples": 10, "seed": 3}, headers=admin).json()["id"]
         wait_for(client, admin, done)
-    jobs = EvaluationJobs(settings.eval_dir, threading.Event(), ServiceMetrics())
-    fake_harness.clear()
-    running = jobs.start("tiny", {"samples": 1}, lambda out, progress: fake_harness.wait(WAIT) and {})
-    # a new service on the same directory, while the old store still shows the job as running
+    cut_off = _cut_off_job(settings.eval_dir, "tiny", seed=7, created=time.time())
     with TestClient(create_app(settings)) as client:
         assert client.get(f"/evaluate/{done}", headers=admin).json()["results"]["seed"] == 3
-        assert client.get(f"/evaluate/{running.id}", headers=admin).json()["status"] == "interrupted"
-    fake_harness.set()
-    jobs.stop()
+        job = wait_for(client, admin, cut_off)
+    # the harness ran the stored settings again in the job's own directory, where its checkpoint is
+    assert job["status"] == "succeeded" and job["results"]["seed"] == 7 and job["results"]["out"].endswith(cut_off)
+
+
+def test_a_cut_off_job_that_cannot_resume_is_marked_with_the_reason(make_settings, admin, fake_harness):
+    settings = make_settings()
+    gone = _cut_off_job(settings.eval_dir, "a-model-no-longer-served", seed=1, created=1.0)
+    first = _cut_off_job(settings.eval_dir, "tiny", seed=2, created=2.0)
+    second = _cut_off_job(settings.eval_dir, "tiny", seed=3, created=3.0)  # one job at a time: cannot both run
+    with TestClient(create_app(settings)) as client:
+        jobs = {job_id: wait_for(client, admin, job_id) for job_id in (gone, first, second)}
+    assert jobs[gone]["status"] == "interrupted" and "no longer served" in jobs[gone]["error"]
+    assert jobs[first]["status"] == "succeeded"
+    assert jobs[second]["status"] == "interrupted" and first in jobs[second]["error"]
+
+
+def test_a_job_stopped_by_a_shutdown_waits_queued_and_finishes_at_the_next_start(tmp_path):
+    idle, halfway, gate = threading.Event(), threading.Event(), threading.Event()
+    idle.set()
+
+    def task(out, progress):
+        progress(0.5)
+        halfway.set()
+        assert gate.wait(WAIT)
+        progress(0.75)  # the harness reports a batch once it is saved; the shutdown is noticed here
+        return {"finished": True}
+
+    jobs = EvaluationJobs(tmp_path, idle, ServiceMetrics())
+    job = jobs.start("tiny", {}, task)
+    assert halfway.wait(WAIT)
+    jobs.stop(timeout=0)
+    gate.set()
+    jobs.stop(timeout=WAIT)
+    stored = json.loads((tmp_path / f"{job.id}.json").read_text())
+    assert (stored["status"], stored["progress"], stored["finished"]) == ("queued", 0.75, None)
+
+    again = EvaluationJobs(tmp_path, idle, ServiceMetrics())
+    again.resume(lambda cut_off: task)
+    deadline = time.monotonic() + WAIT
+    while again.get(job.id).status != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert again.get(job.id).results == {"finished": True}

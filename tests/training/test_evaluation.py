@@ -116,7 +116,7 @@ def test_a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one(tiny_models
     stopped = replace(config, out=str(tmp_path / "b"))
     with pytest.raises(Stop):
         run_evaluation(stopped, stop_after_two, data=seven_images)
-    assert (tmp_path / "b" / "checkpoint.pt").is_file()
+    assert (tmp_path / "b" / "checkpoint.safetensors").is_file()
     seen = []
     resumed = Evaluation(stopped, seven_images)
     summary = resumed.run(lambda done, total: seen.append(done), resume=True)
@@ -130,9 +130,9 @@ def test_the_checkpoint_is_removed_once_the_results_are_written(tiny_models_dir,
     config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("random",), samples=None,
                               batch_size=3, out=str(tmp_path))
     seen = []
-    run_evaluation(config, lambda done, total: seen.append((tmp_path / "checkpoint.pt").is_file()), data=seven_images)
+    run_evaluation(config, lambda done, total: seen.append((tmp_path / "checkpoint.safetensors").is_file()), data=seven_images)
     assert seen == [False, True, True, True]
-    assert not (tmp_path / "checkpoint.pt").exists() and (tmp_path / "results.json").is_file()
+    assert not (tmp_path / "checkpoint.safetensors").exists() and (tmp_path / "results.json").is_file()
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tiny_models_dir, seven_images, tmp_path):

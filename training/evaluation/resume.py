@@ -1,4 +1,4 @@
-"""Resumable evaluation runs: after every batch the harness saves where it stands in ``<out>/checkpoint.pt``,
+"""Resumable evaluation runs: after every batch the harness saves where it stands in ``<out>/checkpoint.safetensors``,
 so that a run stopped part way (the adaptive attacks at 200 x 20 take hours on 2 CPU cores, and a lent
 GPU gives at most 10 minutes per call) continues with ``--resume`` and ends with the numbers an
 uninterrupted run gives.
@@ -7,17 +7,22 @@ Exactness rests on one fact: every random draw of a run comes from the harness's
 attacks' starts and EOT draws, ART's numpy seed) or is keyed by the image content and ``--seed`` (the
 purifier's noise), so restoring that generator's state restores the rest of the run.
 
-The file holds only tensors and plain containers and is read with ``torch.load(weights_only=True)``, which
-refuses anything else (no pickled code).
+The checkpoint is one safetensors file, written without pickle (as the training checkpoints): the
+state's tensors as tensors, everything else as JSON in its metadata, each tensor's place in the state
+marked by ``{"tensor": key}``. One file, replaced atomically, so the two can never disagree.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.safetensors"
+TENSOR = "tensor"  # {"tensor": key} stands for a tensor in the JSON half of a checkpoint
 
 
 def run_identity(config: dict) -> dict:
@@ -25,13 +30,38 @@ def run_identity(config: dict) -> dict:
     return {key: value for key, value in config.items() if key != "out"}
 
 
+def _split(value, tensors: dict[str, torch.Tensor], key: str):
+    """``value`` with each tensor moved into ``tensors`` (under its path in the state) and marked in place."""
+    if isinstance(value, torch.Tensor):
+        tensors[key] = value.detach().cpu().contiguous()
+        return {TENSOR: key}
+    if isinstance(value, dict):
+        return {name: _split(item, tensors, f"{key}/{name}") for name, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_split(item, tensors, f"{key}/{index}") for index, item in enumerate(value)]
+    return value
+
+
+def _join(value, tensors: dict[str, torch.Tensor]):
+    """The inverse of ``_split``."""
+    if isinstance(value, dict):
+        if value.keys() == {TENSOR}:
+            return tensors[value[TENSOR]]
+        return {name: _join(item, tensors) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_join(item, tensors) for item in value]
+    return value
+
+
 def save_progress(out: str | Path, state: dict) -> None:
-    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``out``/checkpoint.pt atomically: a run
-    killed while saving leaves the previous checkpoint whole."""
+    """Write ``state`` (tensors, numbers, strings, lists and dicts with string keys) to ``out``/CHECKPOINT
+    atomically: a run killed while saving leaves the previous checkpoint whole."""
     path = Path(out) / CHECKPOINT
     path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    plain = _split(state, tensors, "state")
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
+    save_file(tensors, str(tmp), metadata={"state": json.dumps(plain)})
     os.replace(tmp, path)
 
 
@@ -41,8 +71,10 @@ def load_progress(out: str | Path, config: dict) -> dict | None:
     path = Path(out) / CHECKPOINT
     if not path.is_file():
         return None
-    state = torch.load(path, weights_only=True)
-    saved, wanted = state["config"], run_identity(config)
+    with safe_open(str(path), framework="pt") as file:
+        tensors = {key: file.get_tensor(key) for key in file.keys()}
+        state = _join(json.loads(file.metadata()["state"]), tensors)
+    saved, wanted = state["config"], json.loads(json.dumps(run_identity(config)))
     if saved != wanted:
         differing = sorted(key for key in saved.keys() | wanted.keys() if saved.get(key) != wanted.get(key))
         raise ValueError(f"{path} belongs to a run with other settings ({', '.join(differing)}): resume it with "

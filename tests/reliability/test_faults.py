@@ -4,8 +4,8 @@ while the others serve; a batch that runs out of memory is split and retried (si
 
 Covered in tests/service and not repeated here: a crashing /evaluate job leaves serving untouched
 and shows its failure (test_evaluate.py::test_a_crashing_job_is_visible_and_serving_goes_on,
-::test_the_real_harness_failing_on_missing_data_fails_the_job_only); results survive a restart and
-cut-off jobs are marked interrupted (::test_results_survive_a_restart_and_interrupted_jobs_are_marked);
+::test_the_real_harness_failing_on_missing_data_fails_the_job_only); results survive a restart and a
+cut-off job resumes from its checkpoint (::test_results_survive_a_restart_and_a_cut_off_job_resumes);
 a poisoned batch fails only its callers (test_batcher.py::test_a_failing_batch_fails_only_its_callers_and_the_worker_carries_on);
 unparseable bundle.json (test_serve_settings.py::test_a_broken_bundle_is_left_out_and_the_others_serve)."""
 from __future__ import annotations

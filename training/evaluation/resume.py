@@ -78,7 +78,7 @@ def load_progress(out: str | Path, config: dict) -> dict | None:
     if saved != wanted:
         differing = sorted(key for key in saved.keys() | wanted.keys() if saved.get(key) != wanted.get(key))
         raise ValueError(f"{path} belongs to a run with other settings ({', '.join(differing)}): resume it with "
-                         f"the same settings, or run without --resume to start over")
+                         f"the same settings, or start the run over (without --resume, or as a new job)")
     return state
 
 

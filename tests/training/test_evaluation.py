@@ -150,6 +150,24 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tiny_models_dir, seven_im
     assert _outcome(run_evaluation(config, data=seven_images))  # without --resume: starts over
 
 
+def test_the_cli_says_what_to_fix_instead_of_a_traceback(tiny_models_dir, seven_images, tmp_path):
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    common = ["--bundle", str(tiny_models_dir / "tiny"), "--samples", "0", "--batch-size", "3", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="apudae evaluate: error: unknown attacks"):
+        cli.run(parser.parse_args([*common, "--attacks", "nope"]))
+
+    def stop(done: int, total: int) -> None:
+        if done == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_evaluation(cli.config_from_args(parser.parse_args([*common, "--attacks", "random"])), stop,
+                       data=seven_images)
+    with pytest.raises(SystemExit, match="other settings \\(seed\\)"):
+        cli.run(parser.parse_args([*common, "--attacks", "random", "--seed", "1", "--resume"]))
+
+
 def test_config_rejects_unknown_names(tiny_models_dir):
     with pytest.raises(ValueError, match="unknown attacks"):
         EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("nope",))

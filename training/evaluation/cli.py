@@ -11,6 +11,7 @@ from models.purification import STEP_RULES, VARIANTS
 from training.attacks import ATTACKS
 from training.evaluation.config import DEFAULT_ATTACKS, EvaluationConfig
 from training.evaluation.harness import run_evaluation
+from training.evaluation.resume import load_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +65,12 @@ def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+        if args.resume:  # a checkpoint of other settings is refused now, before the bundle and data load
+            load_progress(config.out, config.to_dict())
+    except ValueError as err:
+        raise SystemExit(f"apudae evaluate: error: {err}") from None
     with tqdm(desc=f"evaluate {args.bundle}", unit="batch") as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total

@@ -1,5 +1,5 @@
-"""Resumable evaluation runs: after every batch the harness saves where it stands in ``<out>/checkpoint.safetensors``,
-so that a run stopped part way (the adaptive attacks at 200 x 20 take hours on 2 CPU cores, and a lent
+"""Resumable evaluation runs: after every batch the harness saves where it stands in
+``<out>/checkpoint.safetensors``, so that a run stopped part way (the adaptive attacks at 200 x 20 take hours on 2 CPU cores, and a lent
 GPU gives at most 10 minutes per call) continues with ``--resume`` and ends with the numbers an
 uninterrupted run gives.
 

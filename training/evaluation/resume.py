@@ -1,7 +1,7 @@
 """Resumable evaluation runs: after every batch the harness saves where it stands in
-``<out>/checkpoint.safetensors``, so that a run stopped part way (the adaptive attacks at 200 x 20 take hours on 2 CPU cores, and a lent
-GPU gives at most 10 minutes per call) continues with ``--resume`` and ends with the numbers an
-uninterrupted run gives.
+``<out>/checkpoint.safetensors``, so that a run stopped part way (the adaptive attacks at 200 x 20
+take hours on 2 CPU cores, and a lent GPU gives at most 10 minutes per call) continues with
+``--resume`` and ends with the numbers an uninterrupted run gives.
 
 Exactness rests on one fact: every random draw of a run comes from the harness's seeded generator (the
 attacks' starts and EOT draws, ART's numpy seed) or is keyed by the image content and ``--seed`` (the

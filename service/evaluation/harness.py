@@ -26,14 +26,12 @@ def build_config(runtime: ModelRuntime, request: dict, device: str):
 
 
 def stored_config(runtime: ModelRuntime, record: dict, device: str):
-    """The ``EvaluationConfig`` of a stored job (``Job.config``, its ``to_dict()``) on ``runtime``'s bundle
-    and ``device`` (the harness refuses to resume a checkpoint made on another device). Raises ValueError
-    when the record no longer makes a valid config."""
-    from training.evaluation.config import EvaluationConfig
-
-    fields = {k: tuple(v) if k in ("attacks", "epsilons", "compare") else v for k, v in record.items()}
+    """The ``EvaluationConfig`` of a stored job (``Job.config``, its ``to_dict()``, made by ``build_config``
+    from a request, so no field it relies on is None) on ``runtime``'s bundle and ``device`` (the harness
+    refuses to resume a checkpoint made on another device). Raises ValueError when the record no longer
+    makes a valid config."""
     try:
-        return EvaluationConfig(**{**fields, "bundle": str(runtime.bundle.path), "device": device})
+        return build_config(runtime, {k: v for k, v in record.items() if k not in ("bundle", "device")}, device)
     except TypeError as err:  # a field this version does not know
         raise ValueError(f"the stored job's settings do not fit this version: {err}") from None
 

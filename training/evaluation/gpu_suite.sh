@@ -11,7 +11,7 @@
 # on the one GPU and save a checkpoint after every batch; running the script again continues the
 # unfinished ones (`apudae evaluate --resume`) and skips the finished ones, so a host that limits each
 # call's time (set LIMIT_S below that limit) finishes the suite over several calls, as long as OUT_DIR
-# is kept between them. The CUDA tests and the bench run once, after every evaluation has finished.
+# is kept between them. Each evaluation's log ($OUT_DIR/NAME.log) gathers every call's output.
 #
 # Environment: PARTS (default "tests evaluations bench") the parts to run, in that order; the bench runs
 # only once every evaluation has finished. LIMIT_S (default 3000) stops every evaluation after that many
@@ -44,7 +44,7 @@ evaluate() {
   [[ -f "$OUT/$name/checkpoint.safetensors" ]] && resume=(--resume)
   timeout --signal=TERM "$LIMIT_S" apudae evaluate "$@" --variant F --samples 100 --seed 0 \
     --batch-size "$batch" --device "$DEVICE" --threads "$THREADS" --out "$OUT/$name" "${resume[@]}" "${EXTRA[@]}" \
-    > "$OUT/$name.log" 2>&1
+    >> "$OUT/$name.log" 2>&1
   local rc=$?
   echo "$name: exit $rc$([[ -f "$OUT/$name/results.json" ]] && echo ', finished')"
 }

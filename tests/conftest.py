@@ -19,6 +19,15 @@ REPO = Path(__file__).resolve().parent.parent
 TINY_SHAPE = (1, 28, 28)
 
 
+def load_shipped(name: str, data_dir: Path):
+    """A shipped bundle ``models/<name>`` (weights on the CPU) and its data set's test split (an ImageSet)."""
+    from models.bundle import load_bundle
+    from training.data import load_dataset
+
+    bundle = load_bundle(REPO / "models" / name)
+    return bundle, load_dataset(bundle.meta["provenance"]["dataset"], "test", data_dir)
+
+
 def make_tiny_nets(seed: int = 0) -> tuple[DenoisingAutoEncoder, ImageClassifier]:
     """An untrained tiny DAE (N=2, width 8) and classifier (width 4) for 1x28x28 images, eval mode."""
     torch.manual_seed(seed)

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.bundle import Bundle, load_bundle
+from conftest import load_shipped
+from models.bundle import Bundle
 from models.cuda import make_cuda_reproducible
 from models.purification import PurifySettings, purify
 from training.attacks.adaptive import PGDEOT
 from training.attacks.base import AttackTarget
-from training.data import load_dataset
 
 SWITCHES = ((torch.backends.cudnn, "deterministic"), (torch.backends.cudnn, "benchmark"),
             (torch.backends.cudnn, "allow_tf32"), (torch.backends.cuda.matmul, "allow_tf32"))
@@ -48,15 +48,13 @@ def test_other_devices_are_left_alone(restore_switches):
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA device here: run on a GPU host (training/evaluation/gpu_suite.sh)")
-MODELS = Path(__file__).resolve().parents[2] / "models"
 SHIPPED = ("mnist", "cifar10")
 IMAGES = 64  # real test images per bundle
 
 
 def _shipped(name: str, data_dir: Path) -> tuple[Bundle, torch.Tensor]:
     """The shipped bundle (on the CPU) and its first IMAGES test images, (IMAGES, C, H, W) in [0, 1]."""
-    bundle = load_bundle(MODELS / name)
-    test = load_dataset(bundle.meta["provenance"]["dataset"], "test", data_dir)
+    bundle, test = load_shipped(name, data_dir)
     return bundle, test.subset(slice(0, IMAGES)).floats()
 
 

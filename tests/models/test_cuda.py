@@ -52,6 +52,14 @@ SHIPPED = ("mnist", "cifar10")
 IMAGES = 64  # real test images per bundle
 
 
+@pytest.fixture
+def cuda(restore_switches) -> torch.device:
+    """The CUDA device, set up as the service and the evaluation set it (make_cuda_reproducible)."""
+    device = torch.device("cuda")
+    make_cuda_reproducible(device)
+    return device
+
+
 def _shipped(name: str, data_dir: Path) -> tuple[Bundle, torch.Tensor]:
     """The shipped bundle (on the CPU) and its first IMAGES test images, (IMAGES, C, H, W) in [0, 1]."""
     bundle, test = load_shipped(name, data_dir)
@@ -64,11 +72,9 @@ def _settings(bundle: Bundle, **overrides) -> PurifySettings:
 
 @needs_cuda
 @pytest.mark.parametrize("name", SHIPPED)
-def test_cuda_purification_repeats_and_is_batch_independent(name, data_dir, restore_switches):
+def test_cuda_purification_repeats_and_is_batch_independent(name, data_dir, cuda):
     """Issue 3, item 2 on a GPU: the same seed gives the same images, a batch gives each image's result
     alone, and the weights get no gradients."""
-    cuda = torch.device("cuda")
-    make_cuda_reproducible(cuda)
     bundle, images = _shipped(name, data_dir)
     dae, settings, x = bundle.dae.to(cuda), _settings(bundle), images.to(cuda)
     first = purify(dae, x, bundle.calibration, settings)
@@ -82,12 +88,10 @@ def test_cuda_purification_repeats_and_is_batch_independent(name, data_dir, rest
 
 @needs_cuda
 @pytest.mark.parametrize("name", SHIPPED)
-def test_cuda_matches_cpu_without_noise(name, data_dir, restore_switches):
+def test_cuda_matches_cpu_without_noise(name, data_dir, cuda):
     """F without its noise (gamma = 0) on CUDA against the CPU: the same errors to float precision and the
     same predictions (at most one of IMAGES apart). Pixels are not compared: a sign step flips where the two
     devices' gradients round differently (0.11% of CIFAR-10's pixels on an H200, 2026-11-28)."""
-    cuda = torch.device("cuda")
-    make_cuda_reproducible(cuda)
     bundle, images = _shipped(name, data_dir)
     settings = _settings(bundle, gamma=0.0)
     on_cpu = purify(bundle.dae, images, bundle.calibration, settings)
@@ -100,17 +104,15 @@ def test_cuda_matches_cpu_without_noise(name, data_dir, restore_switches):
 
 
 @needs_cuda
-def test_cuda_adaptive_attack_stays_in_its_ball(data_dir, restore_switches):
+def test_cuda_adaptive_attack_stays_in_its_ball(data_dir, cuda):
     """PGD-EOT through the unrolled loop on CUDA (2 steps x EOT 2): adversaries on the GPU, within epsilon
     and [0, 1], repeatable from the attack's seed."""
-    cuda = torch.device("cuda")
-    make_cuda_reproducible(cuda)
     bundle, images = _shipped("mnist", data_dir)
     x, y = images[:8].to(cuda), torch.arange(8, device=cuda) % 10
+    classifier, dae = bundle.classifier.to(cuda), bundle.dae.to(cuda)
 
     def attack() -> torch.Tensor:
-        target = AttackTarget(bundle.classifier.to(cuda), bundle.dae.to(cuda), bundle.calibration, _settings(bundle),
-                              torch.Generator().manual_seed(0))
+        target = AttackTarget(classifier, dae, bundle.calibration, _settings(bundle), torch.Generator().manual_seed(0))
         return PGDEOT(epsilon=0.1, steps=2, eot=2, reason="test").generate(target, x, y)
 
     adv = attack()

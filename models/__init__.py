@@ -2,6 +2,6 @@
 
 The shipped bundles live beside this package in ``models/<name>/``.
 """
-from models.bundle import Bundle, BundleError, load_bundle
+from apudae.models.bundle import Bundle, BundleError, load_bundle
 
 __all__ = ["Bundle", "BundleError", "load_bundle"]

@@ -9,7 +9,8 @@ Layout of ``models/<name>/``:
   purification defaults, provenance, test metrics and the SHA-256 of every weight file;
 - ``README.md``: the model card.
 
-``load_bundle`` checks every hash before it builds anything.
+``write_bundle`` writes one (the ONNX export checked against PyTorch); ``load_bundle`` checks every hash
+before it builds anything.
 """
 from __future__ import annotations
 
@@ -18,14 +19,18 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
-from models.calibration import Calibration
-from models.classifiers import ClassifierConfig, ImageClassifier
-from models.dae import DAEConfig, DenoisingAutoEncoder
+from apudae.models.calibration import Calibration
+from apudae.models.classifiers import ClassifierConfig, ImageClassifier
+from apudae.models.dae import DAEConfig, DenoisingAutoEncoder
+from apudae.models.model_card import model_card
 
 BUNDLE_FILE = "bundle.json"
+ONNX_TOLERANCE = 1e-4  # max |delta logit| between the exported ONNX classifier and PyTorch
 
 
 class BundleError(RuntimeError):
@@ -113,3 +118,49 @@ def load_bundle(path: str | Path) -> Bundle:
     return Bundle(name=meta["name"], path=path, meta=meta, dae=dae, classifier=classifier,
                   calibration=Calibration.from_dict(meta["calibration"]),
                   adversarial_classifier=adversarial, classes=list(meta["classes"]))
+
+
+def export_onnx(classifier: torch.nn.Module, input_shape: tuple[int, ...], path: Path) -> float:
+    """Export ``classifier`` (eval) to ONNX with a dynamic batch axis; returns max |delta logit| vs PyTorch.
+
+    Raises ValueError when the exported model differs from PyTorch by more than ONNX_TOLERANCE.
+    """
+    example = torch.rand(4, *input_shape, generator=torch.Generator().manual_seed(0))
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    torch.onnx.export(classifier, (example,), str(path), dynamo=True, input_names=["image"],
+                      output_names=["logits"], dynamic_shapes={"x": {0: batch}}, external_data=False, verbose=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    probe = torch.rand(7, *input_shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = classifier(probe).numpy()
+    delta = float(np.abs(session.run(None, {"image": probe.numpy()})[0] - expected).max())
+    if delta > ONNX_TOLERANCE:
+        raise ValueError(f"ONNX export differs from PyTorch by {delta:.2e} > {ONNX_TOLERANCE:g}")
+    return delta
+
+
+def write_bundle(out: Path, name: str, dae: torch.nn.Module, classifier: torch.nn.Module, calibration: Calibration,
+                 classes: list[str], purification: dict, provenance: dict, metrics: dict,
+                 adversarial_classifier: torch.nn.Module | None = None, card: str = "") -> dict:
+    """Write the bundle directory ``out`` and return its bundle.json contents."""
+    out.mkdir(parents=True, exist_ok=True)
+    input_shape = [dae.config.in_channels, *provenance["image_size"]]
+    weights = {"dae.safetensors": dae, "classifier.safetensors": classifier}
+    if adversarial_classifier is not None:
+        weights["adversarial_classifier.safetensors"] = adversarial_classifier
+    for file, model in weights.items():
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / file))
+    onnx_delta = export_onnx(classifier.eval(), tuple(input_shape), out / "classifier.onnx")
+    files = sorted([*weights, "classifier.onnx"])
+    meta = {
+        "name": name, "format_version": 1, "input_shape": input_shape, "classes": classes,
+        "calibration": calibration.to_dict(), "dae": dae.config.to_dict(), "classifier": classifier.config.to_dict(),
+        **({"adversarial_classifier": adversarial_classifier.config.to_dict()}
+           if adversarial_classifier is not None and adversarial_classifier.config != classifier.config else {}),
+        "purification": purification, "provenance": provenance,
+        "metrics": {**metrics, "onnx_max_abs_logit_delta": onnx_delta},
+        "files": {f: sha256_file(out / f) for f in files},
+    }
+    (out / BUNDLE_FILE).write_text(json.dumps(meta, indent=1))
+    (out / "README.md").write_text(card or model_card(meta))
+    return meta

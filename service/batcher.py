@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from service.metrics import ServiceMetrics
+from apudae.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 

@@ -10,14 +10,15 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("training.train", "train a classifier, the DAE (eq. 5) or the adversarially trained baseline"),
-    "calibrate": ("training.calibrate", "measure mu/sigma of the clean reconstruction error (eq. 7) on held-out training images"),
-    "bundle": ("training.package", "export ONNX, measure test metrics and write a model bundle to models/<name>"),
-    "unbundle": ("training.unbundle", "write a bundle's trained parts back into a work directory, to train on or re-bundle"),
-    "accuracy": ("training.accuracy", "print each shipped bundle's clean test accuracy on the full test split"),
-    "evaluate": ("training.evaluation.cli", "run the attack benchmarks against a bundle and write JSON, markdown and plots"),
-    "serve": ("service.server", "start the HTTP service (uvicorn) on the bundles in the model directory"),
-    "bench": ("service.bench", "measure the purifier and the served path (throughput, latency, FLOP/s)"),
+    "train": ("apudae.training.train", "train a classifier, the DAE (eq. 5) or the adversarially trained baseline"),
+    "calibrate": ("apudae.training.calibrate", "measure mu/sigma of the clean reconstruction error (eq. 7) on held-out training images"),
+    "bundle": ("apudae.training.bundle", "export ONNX, measure test metrics and write a model bundle to models/<name>"),
+    "unbundle": ("apudae.training.unbundle", "write a bundle's trained parts back into a work directory, to train on or re-bundle"),
+    "accuracy": ("apudae.training.accuracy", "print each shipped bundle's clean test accuracy on the full test split"),
+    "evaluate": ("apudae.training.evaluation.evaluate", "run the attack benchmarks against a bundle and write JSON, markdown and plots"),
+    "tune": ("apudae.training.evaluation.tune", "grid-search purification settings on a bundle's training holdout"),
+    "serve": ("apudae.service.serve", "start the HTTP service (uvicorn) on the bundles in the model directory"),
+    "bench": ("apudae.training.bench", "measure the purifier and the served path (throughput, latency, FLOP/s)"),
 }
 
 

@@ -16,11 +16,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from models.bundle import Bundle, BundleError, load_bundle
-from models.cpu import cpu_has_amx_bf16
-from models.cuda import make_cuda_reproducible
-from models.dae import reconstruction_error
-from models.purification import PurifySettings, purify
+from apudae.models.bundle import Bundle, BundleError, load_bundle
+from apudae.models.cpu import cpu_has_amx_bf16
+from apudae.models.cuda import make_cuda_reproducible
+from apudae.models.dae import reconstruction_error
+from apudae.models.purification import PurifySettings, purify
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.batcher import DeadlineExceeded, QueueFull, ShuttingDown
+from apudae.service.batcher import DeadlineExceeded, QueueFull, ShuttingDown
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api.routes import api_router
-from service.errors import install_error_handlers
-from service.middleware import AdmissionMiddleware, BodyLimitMiddleware, MetricsMiddleware
-from service.settings import Settings
-from service.state import ServiceState
+from apudae.service.api.routes import api_router
+from apudae.service.errors import install_error_handlers
+from apudae.service.middleware import AdmissionMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from apudae.service.settings import Settings
+from apudae.service.state import ServiceState
 
 IMAGE_ROUTES = frozenset({"/purify", "/classify", "/score"})
 DESCRIPTION = ("Purifies images with a denoising autoencoder before classification (APuDAE). "

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
                                disable_created_metrics)
 
-from models.calibration import ERROR_BUCKETS, Calibration
+from apudae.models.calibration import ERROR_BUCKETS, Calibration
 
 if TYPE_CHECKING:
-    from service.engine import Purified, Scored
+    from apudae.service.engine import Purified, Scored
 
 OUTLIER_Z = 3.0
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

@@ -1,6 +1,6 @@
 """The service's one typed settings object, read from ``APUDAE_*`` environment variables.
 
-Command-line options of ``apudae serve`` override the environment (``service.server``).
+Command-line options of ``apudae serve`` override the environment (``apudae.service.serve``).
 Bad values are refused when the object is built, i.e. at start-up, never at the first request.
 """
 from __future__ import annotations

@@ -14,12 +14,12 @@ from typing import Any
 
 import torch
 
-from service.batcher import BatchFn, Batcher, BatchKey
-from service.engine import ModelRuntime, load_models
-from service.evaluation import harness
-from service.evaluation.jobs import EvaluationJobs, Job, Task
-from service.metrics import ServiceMetrics
-from service.settings import Settings
+from apudae.service.batcher import BatchFn, Batcher, BatchKey
+from apudae.service.engine import ModelRuntime, load_models
+from apudae.service.evaluation import harness
+from apudae.service.evaluation.jobs import EvaluationJobs, Job, Task
+from apudae.service.metrics import ServiceMetrics
+from apudae.service.settings import Settings
 
 log = logging.getLogger(__name__)
 SHIPPED_DEFAULT_MODEL = "mnist"  # the README's default model, used when APUDAE_DEFAULT_MODEL is unset

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.calibration import Calibration
-from models.classifiers import ClassifierConfig, ImageClassifier
-from models.dae import DAEConfig, DenoisingAutoEncoder, reconstruction_error
+from apudae.models.calibration import Calibration
+from apudae.models.classifiers import ClassifierConfig, ImageClassifier
+from apudae.models.dae import DAEConfig, DenoisingAutoEncoder, reconstruction_error
 
 # Tests use tiny models: one thread each avoids oversubscribing the cores with the
 # servers and workers some tests start beside them.
@@ -21,8 +21,8 @@ TINY_SHAPE = (1, 28, 28)
 
 def load_shipped(name: str, data_dir: Path):
     """A shipped bundle ``models/<name>`` (weights on the CPU) and its data set's test split (an ImageSet)."""
-    from models.bundle import load_bundle
-    from training.data import load_dataset
+    from apudae.models.bundle import load_bundle
+    from apudae.training.data import load_dataset
 
     bundle = load_bundle(REPO / "models" / name)
     return bundle, load_dataset(bundle.meta["provenance"]["dataset"], "test", data_dir)
@@ -38,7 +38,8 @@ def make_tiny_nets(seed: int = 0) -> tuple[DenoisingAutoEncoder, ImageClassifier
 
 def write_tiny_bundle(out: Path, name: str = "tiny") -> dict:
     """Write a valid bundle of tiny untrained nets to ``out``; returns its bundle.json."""
-    from training.package import machine_description, write_bundle
+    from apudae.models.bundle import write_bundle
+    from apudae.training.provenance import machine_description
 
     dae, classifier = make_tiny_nets()
     images = torch.rand(64, *TINY_SHAPE, generator=torch.Generator().manual_seed(0))

@@ -5,9 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
-from models.bundle import BUNDLE_FILE, load_bundle
-from training.data import load_dataset
-from training.loops import accuracy
+from apudae.models.bundle import BUNDLE_FILE, load_bundle
+from apudae.training.data import load_dataset
+from apudae.training.loops import accuracy
 
 # clean test-accuracy floors of issue #2 (CIFAR-10 measured on the JPEG copy)
 FLOORS = {"mnist": 0.992, "fashion-mnist": 0.91, "cifar10": 0.88}

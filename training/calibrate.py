@@ -10,10 +10,10 @@ import json
 
 import torch
 
-from models.calibration import Calibration
-from training.data import ImageSet, load_dataset, train_holdout_split
-from training.loops import load_trained, per_image_errors
-from training.options import add_data_options, apply_threads, workdir_of
+from apudae.models.calibration import Calibration
+from apudae.training.data import ImageSet, load_dataset, train_holdout_split
+from apudae.training.loops import load_trained, per_image_errors
+from apudae.training.options import add_data_options, apply_threads, workdir_of
 
 
 def calibrate(dae: torch.nn.Module, holdout: ImageSet) -> Calibration:

@@ -17,14 +17,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from models.classifiers import ClassifierConfig, ImageClassifier
-from models.cpu import cpu_computes_bf16
-from models.dae import DAEConfig, DenoisingAutoEncoder, add_training_noise, reconstruction_error
-from training.attacks.pgd import pgd_linf
-from training.augment import random_crop, random_flip
-from training.checkpoint import load_checkpoint, read_finished_run, save_checkpoint
-from training.data import ImageSet
-from training.recipes import Recipe
+from apudae.models.classifiers import ClassifierConfig, ImageClassifier
+from apudae.models.cpu import cpu_computes_bf16
+from apudae.models.dae import DAEConfig, DenoisingAutoEncoder, add_training_noise, reconstruction_error
+from apudae.training.attacks.pgd import pgd_linf
+from apudae.training.augment import random_crop, random_flip
+from apudae.training.checkpoint import load_checkpoint, read_finished_run, save_checkpoint
+from apudae.training.data import ImageSet
+from apudae.training.recipes import Recipe
 
 PARTS = ("classifier", "dae", "adversarial")
 EPOCHS_KEY = {"classifier": "classifier_epochs", "dae": "dae_epochs", "adversarial": "adversarial_epochs"}

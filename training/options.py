@@ -5,7 +5,7 @@ import argparse
 
 import torch
 
-from training.data import DATASETS
+from apudae.training.data import DATASETS
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:

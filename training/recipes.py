@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from models.classifiers import ClassifierConfig
-from models.dae import DAEConfig
+from apudae.models.classifiers import ClassifierConfig
+from apudae.models.dae import DAEConfig
 
 
 @dataclass(frozen=True)

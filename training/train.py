@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from training.data import load_dataset, train_holdout_split
-from training.loops import PARTS, train_part
-from training.options import add_data_options, apply_threads, workdir_of
-from training.recipes import Recipe, overridden, recipe_for
+from apudae.training.data import load_dataset, train_holdout_split
+from apudae.training.loops import PARTS, train_part
+from apudae.training.options import add_data_options, apply_threads, workdir_of
+from apudae.training.recipes import Recipe, overridden, recipe_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

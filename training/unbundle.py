@@ -13,9 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from models.bundle import Bundle, load_bundle
-from training.checkpoint import save_checkpoint
-from training.loops import EPOCHS_KEY, make_optimizer
+from apudae.models.bundle import Bundle, load_bundle
+from apudae.training.checkpoint import save_checkpoint
+from apudae.training.loops import EPOCHS_KEY, make_optimizer
 
 BUNDLE_PART_FILES = {"classifier": "classifier", "dae": "dae", "adversarial": "adversarial_classifier"}
 

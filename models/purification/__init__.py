@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.calibration import Calibration
-from models.purification.randomness import NoiseSource
-from models.purification.settings import STEP_RULES, VARIANTS, PurificationResult, PurifySettings
-from models.purification.variants import PURIFIERS
+from apudae.models.calibration import Calibration
+from apudae.models.purification.randomness import NoiseSource
+from apudae.models.purification.settings import STEP_RULES, VARIANTS, PurificationResult, PurifySettings
+from apudae.models.purification.variants import PURIFIERS
 
 __all__ = ["purify", "purify_unrolled", "NoiseSource", "PurifySettings", "PurificationResult", "VARIANTS",
            "STEP_RULES"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.calibration import Calibration
-from models.purification.randomness import NoiseSource
-from models.purification.settings import PurificationResult, PurifySettings
+from apudae.models.calibration import Calibration
+from apudae.models.purification.randomness import NoiseSource
+from apudae.models.purification.settings import PurificationResult, PurifySettings
 
 
 def per_image_error(dae: nn.Module, x: torch.Tensor, dae_input: torch.Tensor | None = None) -> torch.Tensor:

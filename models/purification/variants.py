@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from models.purification.base import IterativePurifier, Purifier
-from models.purification.randomness import NoiseSource, random_resize_rotate
+from apudae.models.purification.base import IterativePurifier, Purifier
+from apudae.models.purification.randomness import NoiseSource, random_resize_rotate
 
 
 class Direct(Purifier):

@@ -11,11 +11,11 @@ import torch
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from models.purification import VARIANTS, PurifySettings
-from service.api.uploads import read_uploads
-from service.engine import ModelRuntime
-from service.imaging import DecodedImage, ImageError, decode_image
-from service.state import ServiceState, UnknownModel
+from apudae.models.purification import VARIANTS, PurifySettings
+from apudae.service.api.uploads import read_uploads
+from apudae.service.engine import ModelRuntime
+from apudae.service.imaging import DecodedImage, ImageError, decode_image
+from apudae.service.state import ServiceState, UnknownModel
 
 log = logging.getLogger(__name__)
 MAX_STEPS = 100

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.engine import ModelRuntime
-from service.evaluation.jobs import Progress
+from apudae.service.engine import ModelRuntime
+from apudae.service.evaluation.jobs import Progress
 
 
 def build_config(runtime: ModelRuntime, request: dict, device: str):
     """An ``EvaluationConfig`` on ``runtime``'s bundle from the request's fields (model excluded)."""
-    from training.evaluation.config import EvaluationConfig
+    from apudae.training.evaluation.config import EvaluationConfig
 
     fields = {k: v for k, v in request.items() if v is not None}
     for name in ("attacks", "epsilons", "compare"):
@@ -41,7 +41,7 @@ def run(config, out: Path, progress: Progress) -> dict:
     from the harness's checkpoint there when a restart cut the job off; returns the harness's summary."""
     from dataclasses import replace
 
-    from training.evaluation.harness import run_evaluation
+    from apudae.training.evaluation.harness import run_evaluation
 
     return run_evaluation(replace(config, out=str(out)), resume=True,
                           progress_callback=lambda done, total: progress(done / total if total else 0.0))

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from service.metrics import ServiceMetrics
+from apudae.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")

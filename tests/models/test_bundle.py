@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import TINY_SHAPE, make_tiny_nets
-from models.bundle import BundleError, load_bundle
-from models.calibration import ERROR_BUCKETS, Calibration
+from apudae.models.bundle import BundleError, load_bundle
+from apudae.models.calibration import ERROR_BUCKETS, Calibration
 
 
 def test_round_trip_gives_the_same_networks_in_eval_mode(tiny_models_dir):

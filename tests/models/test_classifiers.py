@@ -1,7 +1,7 @@
 """Classifiers take [0, 1] images, normalise inside, and flip-average only at test time."""
 import torch
 
-from models.classifiers import ClassifierConfig, ImageClassifier
+from apudae.models.classifiers import ClassifierConfig, ImageClassifier
 
 
 def test_normalisation_is_inside_the_model():

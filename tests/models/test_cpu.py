@@ -1,5 +1,5 @@
 """CPU feature flags decide bf16: AMX-BF16 for the service's auto precision, any hardware bf16 for training."""
-from models.cpu import cpu_computes_bf16, cpu_flags, cpu_has_amx_bf16
+from apudae.models.cpu import cpu_computes_bf16, cpu_flags, cpu_has_amx_bf16
 
 
 def _cpuinfo(tmp_path, name, flags):

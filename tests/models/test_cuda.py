@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import load_shipped
-from models.bundle import Bundle
-from models.cuda import make_cuda_reproducible
-from models.purification import PurifySettings, purify
-from training.attacks.adaptive import PGDEOT
-from training.attacks.base import AttackTarget
+from apudae.models.bundle import Bundle
+from apudae.models.cuda import make_cuda_reproducible
+from apudae.models.purification import PurifySettings, purify
+from apudae.training.attacks.adaptive import PGDEOT
+from apudae.training.attacks.base import AttackTarget
 
 SWITCHES = ((torch.backends.cudnn, "deterministic"), (torch.backends.cudnn, "benchmark"),
             (torch.backends.cudnn, "allow_tf32"), (torch.backends.cuda.matmul, "allow_tf32"))

@@ -1,7 +1,7 @@
 """The DAE of Table 1 / eq. 6 and the training noise of eq. 5."""
 import torch
 
-from models.dae import DAEConfig, DenoisingAutoEncoder, add_training_noise, reconstruction_error
+from apudae.models.dae import DAEConfig, DenoisingAutoEncoder, add_training_noise, reconstruction_error
 
 
 def test_output_shape_and_range_for_grey_and_colour():

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.calibration import Calibration
-from models.dae import DAEConfig, DenoisingAutoEncoder, reconstruction_error
-from models.purification import VARIANTS, NoiseSource, PurifySettings, purify, purify_unrolled
+from apudae.models.calibration import Calibration
+from apudae.models.dae import DAEConfig, DenoisingAutoEncoder, reconstruction_error
+from apudae.models.purification import VARIANTS, NoiseSource, PurifySettings, purify, purify_unrolled
 
 
 @pytest.fixture(scope="module")

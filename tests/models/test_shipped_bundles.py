@@ -2,8 +2,8 @@
 import pytest
 
 from conftest import load_shipped
-from training.accuracy import FLOORS
-from training.loops import accuracy
+from apudae.training.accuracy import FLOORS
+from apudae.training.loops import accuracy
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.bench.served import _wait_ready as wait_ready
+from apudae.training.bench.served import _wait_ready as wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 START_WAIT = 120.0  # seconds: importing torch and warming up on a busy 2-core machine
@@ -76,7 +76,7 @@ def serve(models_dir: Path, workdir: Path, **settings) -> Iterator[Served]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "APUDAE_DATA_DIR": str(workdir / "no-data")}
     log = workdir / "serve.log"
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", *args], cwd=REPO, env=env,
+        process = subprocess.Popen([sys.executable, "-m", "apudae.service.cli", "serve", *args], cwd=REPO, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
     served = Served(f"http://127.0.0.1:{port}", process, log)
     try:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from reliability_fixtures import BadFile, bad_files, client, digit_png, files_field, make_settings  # noqa: F401
-from service.imaging import decode_image
+from apudae.service.imaging import decode_image
 
 ROUTES = ("/score", "/purify", "/classify")
 SHAPE = (1, 28, 28)

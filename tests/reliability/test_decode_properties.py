@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from reliability_fixtures import client, files_field, make_settings  # noqa: F401 (pytest fixtures)
-from service.imaging import ImageError, decode_image
+from apudae.service.imaging import ImageError, decode_image
 
 EXAMPLES = 200 * (10 if os.environ.get("APUDAE_SOAK") == "1" else 1)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,

@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 
 from conftest import write_tiny_bundle
 from reliability_fixtures import WAIT, client, digit_png, files_field, make_settings  # noqa: F401
-from service.batcher import Batcher, BatchKey
-from service.main import create_app
-from service.metrics import ServiceMetrics
+from apudae.service.batcher import Batcher, BatchKey
+from apudae.service.main import create_app
+from apudae.service.metrics import ServiceMetrics
 
 KEY = BatchKey("m", "op", None)
 

@@ -17,8 +17,8 @@ import httpx
 
 from reliability_load import Load, Tally
 from reliability_server import metric_samples, serve
-from service.metrics import ServiceMetrics
-from service.middleware import AdmissionMiddleware
+from apudae.service.metrics import ServiceMetrics
+from apudae.service.middleware import AdmissionMiddleware
 
 SOAK = os.environ.get("APUDAE_SOAK") == "1"
 OVERLOAD = 3.0

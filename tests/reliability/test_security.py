@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from reliability_fixtures import ADMIN_TOKEN, admin, client, digit_png, files_field, make_settings, png_bytes  # noqa: F401
-from service.api import deps
-from service.main import create_app
+from apudae.service.api import deps
+from apudae.service.main import create_app
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_ID = "0" * 32
@@ -71,7 +71,7 @@ def test_the_token_is_compared_in_constant_time(client, admin, monkeypatch):
 def test_model_names_cannot_reach_outside_the_model_directory(client, admin, monkeypatch, name):
     def no_loading(*args, **kwargs):
         raise AssertionError("a request made the service load a bundle")
-    monkeypatch.setattr("service.engine.load_bundle", no_loading)
+    monkeypatch.setattr("apudae.service.engine.load_bundle", no_loading)
     answer = client.post("/score", params={"model": name}, files=files_field(("a.png", digit_png())))
     assert answer.status_code == 404 and "unknown model" in answer.json()["detail"]
     answer = client.post("/evaluate", json={"model": name, "samples": 1}, headers=admin)
@@ -152,7 +152,7 @@ def test_no_token_or_image_data_in_the_logs(client, admin, caplog, monkeypatch):
     assert caplog.records  # something was logged, so the check means something
     for secret in (ADMIN_TOKEN, wrong_token, marker.decode(), base64.b64encode(image).decode()[20:60]):
         assert secret not in text
-    ours = [r for r in caplog.records if r.name.split(".")[0] in ("service", "models", "uvicorn", "fastapi")]
+    ours = [r for r in caplog.records if r.name.split(".")[0] in ("apudae", "uvicorn", "fastapi")]
     assert not any(isinstance(arg, (bytes, torch.Tensor)) for r in ours for arg in (r.args or ()))
 
 

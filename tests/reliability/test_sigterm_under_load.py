@@ -72,4 +72,4 @@ def test_sigterm_under_load_answers_every_accepted_request(tiny_models_dir, tmp_
     assert set(result["statuses"]) <= {200, 429, 503} and result["refused_without_retry_after"] == 0
     assert result["in_flight_at_sigterm"] > 0 and result["answered"] > 0  # it really was under load
     assert result["exit_code"] in (0, -15) and result["exit_seconds"] < GRACE + 5
-    assert "service.state: stopped" in log and "Traceback" not in log
+    assert "apudae.service.state: stopped" in log and "Traceback" not in log

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.main import create_app
-from service.settings import Settings
+from apudae.service.main import create_app
+from apudae.service.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 

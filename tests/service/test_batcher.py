@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from service.batcher import Batcher, BatchKey, DeadlineExceeded, QueueFull, ShuttingDown
-from service.metrics import ServiceMetrics
+from apudae.service.batcher import Batcher, BatchKey, DeadlineExceeded, QueueFull, ShuttingDown
+from apudae.service.metrics import ServiceMetrics
 
 KEY = BatchKey("m", "op", None)
 LONG = 30.0  # seconds: a deadline no test reaches

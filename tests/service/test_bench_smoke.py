@@ -9,16 +9,16 @@ import shutil
 import pytest
 import torch
 
-import service.bench as bench
-from models.bundle import load_bundle
-from service.bench.engine_candidates import compare_candidates
-from service.bench.inputs import BenchImages, png_uploads, quantize
-from service.bench.load import Target
-from service.bench.offline import SweepPlan
-from service.bench.report import _engine_candidates
-from service.bench.served import ServePlan, drained, running_service
-from service.bench.stats import Spread, percentile
-from service.engine import ModelRuntime
+import apudae.training.bench as bench
+from apudae.models.bundle import load_bundle
+from apudae.training.bench.engine_candidates import compare_candidates
+from apudae.training.bench.inputs import BenchImages, png_uploads, quantize
+from apudae.training.bench.load import Target
+from apudae.training.bench.offline import SweepPlan
+from apudae.training.bench.report import _engine_candidates
+from apudae.training.bench.served import ServePlan, drained, running_service
+from apudae.training.bench.stats import Spread, percentile
+from apudae.service.engine import ModelRuntime
 
 
 def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):

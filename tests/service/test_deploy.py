@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.metrics import ServiceMetrics
+from apudae.service.metrics import ServiceMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -65,7 +65,7 @@ def served(tiny_models_dir, tmp_path) -> Iterator[tuple[str, subprocess.Popen, P
     env = {**os.environ, "APUDAE_EVAL_DIR": str(tmp_path / "evaluations"), "APUDAE_LOG_LEVEL": "info"}
     with (tmp_path / "serve.log").open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--model-dir", str(tiny_models_dir), "--host", "127.0.0.1",
+            [sys.executable, "-m", "apudae.service.cli", "serve", "--model-dir", str(tiny_models_dir), "--host", "127.0.0.1",
              "--port", str(port), "--device", "cpu", "--shutdown-grace", "10"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -127,4 +127,4 @@ def test_sigterm_drains_and_exits_cleanly(served):
     assert httpx.post(f"{url}/score", files=[("files", ("a.png", digit_png(), "image/png"))], timeout=30).status_code == 200
     assert stop(process) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
     log = log_file.read_text()
-    assert "service.state: stopped" in log and "Traceback" not in log
+    assert "apudae.service.state: stopped" in log and "Traceback" not in log

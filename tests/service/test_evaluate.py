@@ -10,11 +10,11 @@ from dataclasses import asdict
 import pytest
 from fastapi.testclient import TestClient
 
-from service.evaluation import harness
-from service.evaluation.jobs import EvaluationJobs, Job
-from service.main import create_app
-from service.metrics import ServiceMetrics
-from training.evaluation.config import EvaluationConfig
+from apudae.service.evaluation import harness
+from apudae.service.evaluation.jobs import EvaluationJobs, Job
+from apudae.service.main import create_app
+from apudae.service.metrics import ServiceMetrics
+from apudae.training.evaluation.config import EvaluationConfig
 from service_fixtures import admin, client, digit_png, make_settings  # noqa: F401 (pytest fixtures)
 
 WAIT = 30.0  # seconds: bound on polling loops

@@ -6,7 +6,7 @@ import threading
 
 import httpx
 
-from service.main import create_app
+from apudae.service.main import create_app
 from service_fixtures import digit_png, make_settings  # noqa: F401 (pytest fixtures)
 
 WAIT = 30.0

@@ -1,9 +1,9 @@
 """The bf16 purification path gives images in range and, on a tiny bundle, the fp32 steps' outcome."""
 import torch
 
-from models.bundle import load_bundle
-from models.purification import PURIFIERS
-from service.engine import ModelRuntime
+from apudae.models.bundle import load_bundle
+from apudae.models.purification import PURIFIERS
+from apudae.service.engine import ModelRuntime
 
 
 def test_bf16_runtime_purifies_in_range_and_keeps_scores_in_fp32(tiny_models_dir):
@@ -21,7 +21,7 @@ def test_bf16_runtime_purifies_in_range_and_keeps_scores_in_fp32(tiny_models_dir
 
 
 def test_auto_precision_is_bf16_only_on_a_cpu_with_amx_bf16(monkeypatch):
-    from service import engine
+    from apudae.service import engine
 
     for has_amx, expected in ((True, "bf16"), (False, "fp32")):
         monkeypatch.setattr(engine, "cpu_has_amx_bf16", lambda has_amx=has_amx: has_amx)

@@ -8,15 +8,15 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from service import server
-from service.main import create_app
-from service.settings import Settings
+from apudae.service import serve
+from apudae.service.main import create_app
+from apudae.service.settings import Settings
 from service_fixtures import make_settings  # noqa: F401 (pytest fixtures)
 
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    server.add_arguments(parser)
+    serve.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -49,7 +49,7 @@ def test_missing_model_dir_is_refused(tmp_path):
 
 def test_serve_exits_2_with_a_clear_message_on_bad_settings(tmp_path, caplog):
     with caplog.at_level(logging.ERROR):
-        assert server.run(parse("--model-dir", str(tmp_path / "nope"), "--port", "0")) == 2
+        assert serve.run(parse("--model-dir", str(tmp_path / "nope"), "--port", "0")) == 2
     assert "model directory" in caplog.text and "does not exist" in caplog.text
 
 

@@ -12,10 +12,10 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.main import create_app
-from service.settings import Settings
-from training.accuracy import FLOORS
-from training.data import load_dataset
+from apudae.service.main import create_app
+from apudae.service.settings import Settings
+from apudae.training.accuracy import FLOORS
+from apudae.training.data import load_dataset
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 SHIPPED = sorted(name for name in FLOORS if (MODELS / name / "bundle.json").is_file())

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from models.calibration import Calibration
-from models.dae import DAEConfig, DenoisingAutoEncoder, reconstruction_error
-from models.purification import PurifySettings, purify, purify_unrolled
-from training.attacks import ADAPTIVE, ATTACKS, GREY_BOX, PGD, PGDEOT, AttackTarget, build_attacks
-from training.attacks.adaptive import DefendedClassifier
+from apudae.models.calibration import Calibration
+from apudae.models.dae import DAEConfig, DenoisingAutoEncoder, reconstruction_error
+from apudae.models.purification import PurifySettings, purify, purify_unrolled
+from apudae.training.attacks import ADAPTIVE, ATTACKS, GREY_BOX, PGD, PGDEOT, AttackTarget, build_attacks
+from apudae.training.attacks.adaptive import DefendedClassifier
 
 
 class Linear(nn.Module):

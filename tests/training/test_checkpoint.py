@@ -1,8 +1,8 @@
 """Checkpoints round-trip model and optimizer state through safetensors + JSON (no pickle)."""
 import torch
 
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.loops import one_cycle_lr
+from apudae.training.checkpoint import load_checkpoint, save_checkpoint
+from apudae.training.loops import one_cycle_lr
 
 
 def _step(model, optimizer):

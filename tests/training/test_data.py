@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from training import data as data_module
-from training.data import DataNotFoundError, load_dataset, train_holdout_split
+from apudae.training import data as data_module
+from apudae.training.data import DataNotFoundError, load_dataset, train_holdout_split
 
 
 def _write_idx(folder, prefix, images, labels):

@@ -8,12 +8,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from models.bundle import load_bundle
-from training.data import ImageSet
-from training.evaluation import cli, tune
-from training.evaluation.config import EvaluationConfig
-from training.evaluation.harness import Evaluation, run_evaluation
-from training.evaluation.stats import Tally, wilson_interval
+from apudae.models.bundle import load_bundle
+from apudae.service import cli as apudae_cli
+from apudae.training.data import ImageSet
+from apudae.training.evaluation import evaluate, tune
+from apudae.training.evaluation.config import EvaluationConfig
+from apudae.training.evaluation.harness import Evaluation, run_evaluation
+from apudae.training.evaluation.stats import Tally, wilson_interval
 
 
 def test_wilson_interval_known_values():
@@ -78,16 +79,16 @@ def test_clean_accuracy_counts_the_last_partial_batch(tiny_models_dir, seven_ima
 
 def test_cli_builds_the_config_and_runs(tiny_models_dir, seven_images, tmp_path, monkeypatch, capsys):
     parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
+    evaluate.add_arguments(parser)
     args = parser.parse_args(["--bundle", str(tiny_models_dir / "tiny"), "--variant", "E", "--attacks",
                               "random,counter-a", "--compare", "A, D", "--epsilon", "0.05", "0.1",
                               "--samples", "0", "--n", "2", "--no-quantize", "--out", str(tmp_path)])
-    config = cli.config_from_args(args)
+    config = evaluate.config_from_args(args)
     assert config.epsilons == (0.05, 0.1) and config.purify == {"n": 2} and not config.quantize
     assert config.samples is None and config.compare == ("A", "D")
-    monkeypatch.setattr(cli, "run_evaluation",
+    monkeypatch.setattr(evaluate, "run_evaluation",
                         lambda cfg, progress, resume: run_evaluation(cfg, progress, data=seven_images, resume=resume))
-    assert cli.run(args) == 0
+    assert evaluate.run(args) == 0
     assert (tmp_path / "accuracy_vs_epsilon.png").is_file()
     assert "adaptive" in capsys.readouterr().out
 
@@ -152,20 +153,20 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tiny_models_dir, seven_im
 
 def test_the_cli_says_what_to_fix_instead_of_a_traceback(tiny_models_dir, seven_images, tmp_path):
     parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
+    evaluate.add_arguments(parser)
     common = ["--bundle", str(tiny_models_dir / "tiny"), "--samples", "0", "--batch-size", "3", "--out", str(tmp_path)]
     with pytest.raises(SystemExit, match="apudae evaluate: error: unknown attacks"):
-        cli.run(parser.parse_args([*common, "--attacks", "nope"]))
+        evaluate.run(parser.parse_args([*common, "--attacks", "nope"]))
 
     def stop(done: int, total: int) -> None:
         if done == 1:
             raise Stop
 
     with pytest.raises(Stop):
-        run_evaluation(cli.config_from_args(parser.parse_args([*common, "--attacks", "random"])), stop,
+        run_evaluation(evaluate.config_from_args(parser.parse_args([*common, "--attacks", "random"])), stop,
                        data=seven_images)
     with pytest.raises(SystemExit, match="other settings \\(seed\\)"):
-        cli.run(parser.parse_args([*common, "--attacks", "random", "--seed", "1", "--resume"]))
+        evaluate.run(parser.parse_args([*common, "--attacks", "random", "--seed", "1", "--resume"]))
 
 
 def test_config_rejects_unknown_names(tiny_models_dir):
@@ -257,8 +258,8 @@ def test_worst_case_ands_the_clean_prediction_and_every_adaptive_attack_per_imag
 def test_tune_prints_each_point_its_compared_entries_direct_and_no_defence(tiny_models_dir, seven_images,
                                                                            monkeypatch, capsys):
     monkeypatch.setattr(tune, "holdout_images", lambda bundle, data_dir=None: seven_images)
-    assert tune.main(["--bundle", str(tiny_models_dir / "tiny"), "--grid", '{"n": 2}', '{"variant": "E"}',
-                      "--compare", "A:n=1", "--attacks", "fgsm", "--samples", "7"]) == 0
+    assert apudae_cli.main(["tune", "--bundle", str(tiny_models_dir / "tiny"), "--grid", '{"n": 2}', '{"variant": "E"}',
+                            "--compare", "A:n=1", "--attacks", "fgsm", "--samples", "7"]) == 0
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
     assert [row[0] for row in rows] == ["| settings", '| {"n": 2}', '| {"n": 2} compared: A:n=1',
                                         '| {"variant": "E"}', '| {"variant": "E"} compared: A:n=1',

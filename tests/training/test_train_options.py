@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import torch
 
-from training.loops import _augment
-from training.recipes import recipe_for
-from training.train import add_arguments, recipe_of
+from apudae.training.loops import _augment
+from apudae.training.recipes import recipe_for
+from apudae.training.train import add_arguments, recipe_of
 
 
 def _parse(*argv):

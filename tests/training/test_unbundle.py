@@ -4,15 +4,17 @@ from dataclasses import replace
 
 import torch
 
-from models.bundle import load_bundle
-from models.calibration import Calibration
-from models.classifiers import ImageClassifier
+from apudae.models.bundle import load_bundle
+from apudae.models.calibration import Calibration
+from apudae.models.classifiers import ImageClassifier
 from tests.conftest import make_tiny_nets
-from training.checkpoint import load_checkpoint
-from training.loops import load_trained, make_optimizer
-from training.package import machine_description, model_card, write_bundle
-from training.recipes import recipe_for
-from training.unbundle import unbundle
+from apudae.training.checkpoint import load_checkpoint
+from apudae.training.loops import load_trained, make_optimizer
+from apudae.training.provenance import machine_description
+from apudae.models.bundle import write_bundle
+from apudae.models.model_card import model_card
+from apudae.training.recipes import recipe_for
+from apudae.training.unbundle import unbundle
 
 
 def _bundle_with_provenance(out):

@@ -4,12 +4,12 @@
 """
 from __future__ import annotations
 
-from training.attacks.adaptive import BPDAEOT, PGDEOT
-from training.attacks.autoattack import APGD
-from training.attacks.base import ADAPTIVE, GREY_BOX, Attack, AttackTarget
-from training.attacks.classic import BIM, FGSM, PGD, RFGSM, RandomNoise
-from training.attacks.counter import CounterA, CounterB
-from training.attacks.cw import CarliniWagnerL2
+from apudae.training.attacks.adaptive import BPDAEOT, PGDEOT
+from apudae.training.attacks.autoattack import APGD
+from apudae.training.attacks.base import ADAPTIVE, GREY_BOX, Attack, AttackTarget
+from apudae.training.attacks.classic import BIM, FGSM, PGD, RFGSM, RandomNoise
+from apudae.training.attacks.counter import CounterA, CounterB
+from apudae.training.attacks.cw import CarliniWagnerL2
 
 GREY_BOX_ATTACKS = ("random", "fgsm", "r-fgsm", "bim", "pgd", "cw", "apgd-ce")
 ADAPTIVE_ATTACKS = ("counter-a", "counter-b", "bpda-eot", "pgd-eot", "apgd-eot")

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.purification import NoiseSource, purify, purify_unrolled
-from training.attacks.base import ADAPTIVE, Attack, AttackTarget
-from training.attacks.pgd import pgd_linf
+from apudae.models.purification import NoiseSource, purify, purify_unrolled
+from apudae.training.attacks.base import ADAPTIVE, Attack, AttackTarget
+from apudae.training.attacks.pgd import pgd_linf
 
 EOT_DRAWS = 20  # the bar of Lee & Kim 2023 for every adaptive attack on a randomised defence
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.attacks.adaptive import EOT_DRAWS, DefendedClassifier
-from training.attacks.base import ADAPTIVE, Attack, AttackTarget
+from apudae.training.attacks.adaptive import EOT_DRAWS, DefendedClassifier
+from apudae.training.attacks.base import ADAPTIVE, Attack, AttackTarget
 
 
 def _art_classifier(model: nn.Module, x: torch.Tensor, classes: int):

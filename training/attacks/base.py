@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from models.calibration import Calibration
-from models.purification import PurifySettings
+from apudae.models.calibration import Calibration
+from apudae.models.purification import PurifySettings
 
 GREY_BOX, ADAPTIVE = "grey-box", "adaptive"
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from training.attacks.base import Attack, AttackTarget, input_gradient
-from training.attacks.pgd import pgd_linf
+from apudae.training.attacks.base import Attack, AttackTarget, input_gradient
+from apudae.training.attacks.pgd import pgd_linf
 
 
 def _cross_entropy(target: AttackTarget, y: torch.Tensor):

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from models.purification.base import per_image_error
-from training.attacks.base import ADAPTIVE, AttackTarget
-from training.attacks.classic import BIM
-from training.attacks.pgd import pgd_linf
+from apudae.models.purification.base import per_image_error
+from apudae.training.attacks.base import ADAPTIVE, AttackTarget
+from apudae.training.attacks.classic import BIM
+from apudae.training.attacks.pgd import pgd_linf
 
 
 @dataclass

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from training.attacks.base import Attack, AttackTarget
+from apudae.training.attacks.base import Attack, AttackTarget
 
 
 def _margin(logits: torch.Tensor, y: torch.Tensor, kappa: float) -> torch.Tensor:

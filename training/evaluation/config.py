@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from models.purification import VARIANTS, PurifySettings
-from training.attacks import ADAPTIVE_ATTACKS, ATTACKS, build_attacks
+from apudae.models.purification import VARIANTS, PurifySettings
+from apudae.training.attacks import ADAPTIVE_ATTACKS, ATTACKS, build_attacks
 
 DEFAULT_ATTACKS = ("random", "fgsm", "r-fgsm", "bim", "pgd", "cw")
 COMPARE_SETTINGS = {"n": int, "alpha": float, "beta": float, "gamma": float}  # what a compare entry may change

@@ -20,14 +20,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from models.bundle import Bundle, load_bundle
-from models.cuda import make_cuda_reproducible
-from models.purification import VARIANTS, PurificationResult, PurifySettings, purify
-from training.attacks import ADAPTIVE, GREY_BOX, Attack, AttackTarget, build_attacks
-from training.data import ImageSet, load_dataset
-from training.evaluation.config import EvaluationConfig, compare_entry
-from training.evaluation.resume import clear_progress, load_progress, run_identity, save_progress
-from training.evaluation.stats import Tally
+from apudae.models.bundle import Bundle, load_bundle
+from apudae.models.cuda import make_cuda_reproducible
+from apudae.models.purification import VARIANTS, PurificationResult, PurifySettings, purify
+from apudae.training.attacks import ADAPTIVE, GREY_BOX, Attack, AttackTarget, build_attacks
+from apudae.training.data import ImageSet, load_dataset
+from apudae.training.evaluation.config import EvaluationConfig, compare_entry
+from apudae.training.evaluation.resume import clear_progress, load_progress, run_identity, save_progress
+from apudae.training.evaluation.stats import Tally
 
 GALLERY_SIZE = 8
 WORST_CASE = "worst-case"  # the row of images correct clean and under every adaptive attack of the run
@@ -214,7 +214,7 @@ def run_evaluation(config: EvaluationConfig, progress_callback: Progress | None 
     evaluation = Evaluation(config, data)
     summary = evaluation.run(progress_callback, resume)
     if config.out:
-        from training.evaluation.report import write_outputs
+        from apudae.training.evaluation.report import write_outputs
 
         summary["files"] = write_outputs(summary, evaluation.artifacts, config.out, evaluation.bundle.classes)
         clear_progress(config.out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from training.evaluation.harness import Artifacts
+from apudae.training.evaluation.harness import Artifacts
 
 
 def markdown_tables(summary: dict) -> str:
@@ -64,7 +64,7 @@ def _worst_counter_b(cells: list[dict]) -> list[str]:
 
 def write_outputs(summary: dict, artifacts: Artifacts, out: str | Path, classes: list[str]) -> dict:
     """Write results.json, results.md and the plots into ``out``; returns {kind: path}."""
-    from training.evaluation.plots import accuracy_vs_epsilon, error_histograms, gallery
+    from apudae.training.evaluation.plots import accuracy_vs_epsilon, error_histograms, gallery
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
-"""Tune purification settings on the bundle's *training holdout* (never the test split).
+"""``apudae tune``: tune purification settings on the bundle's *training holdout* (never the test split).
 
-    python -m training.evaluation.tune --bundle models/cifar10 --epsilon 0.0313725 --samples 500 \\
+    apudae tune --bundle models/cifar10 --epsilon 0.0313725 --samples 500 \\
         --grid '{"gamma": 0.01}' '{"gamma": 0.03}' '{"variant": "E"}'
 
 Each grid point is a set of ``PurifySettings`` overrides; every point runs the same grey-box benchmark
@@ -14,10 +14,10 @@ import json
 
 import torch
 
-from models.bundle import load_bundle
-from training.data import load_dataset, train_holdout_split
-from training.evaluation.config import EvaluationConfig
-from training.evaluation.harness import run_evaluation
+from apudae.models.bundle import load_bundle
+from apudae.training.data import load_dataset, train_holdout_split
+from apudae.training.evaluation.config import EvaluationConfig
+from apudae.training.evaluation.harness import run_evaluation
 
 
 def holdout_images(bundle_path: str, data_dir: str | None = None):
@@ -28,19 +28,20 @@ def holdout_images(bundle_path: str, data_dir: str | None = None):
     return train.subset(holdout)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", required=True)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", required=True, help="bundle directory, e.g. models/cifar10")
     parser.add_argument("--grid", nargs="+", required=True, help="JSON objects of PurifySettings overrides")
     parser.add_argument("--compare", default="",
                         help="variants purifying each point's adversaries beside it, e.g. 'B,F:gamma=0.05' (see --compare "
                              "of apudae evaluate): cheaper than grid points, which each make their adversaries anew")
-    parser.add_argument("--attacks", default="fgsm,bim")
-    parser.add_argument("--epsilon", type=float, default=0.1)
-    parser.add_argument("--samples", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--data-dir")
-    args = parser.parse_args(argv)
+    parser.add_argument("--attacks", default="fgsm,bim", help="comma-separated grey-box attacks (default: fgsm,bim)")
+    parser.add_argument("--epsilon", type=float, default=0.1, help="l_inf budget (default: 0.1)")
+    parser.add_argument("--samples", type=int, default=500, help="holdout images (default: 500)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    parser.add_argument("--data-dir", help="folder with the data sets (default: $APUDAE_DATA_DIR, else ./data)")
+
+
+def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     data = holdout_images(args.bundle, args.data_dir)
     attacks = tuple(args.attacks.split(","))
@@ -63,7 +64,3 @@ def _row(label: str, summary: dict, defence: str, attacks: tuple[str, ...]) -> s
     """One markdown line: ``defence``'s accuracy on clean images and under each attack."""
     accuracy = {c["attack"]: c["accuracy"] for c in summary["cells"] if c["defence"] == defence}
     return f"| {label} | " + " | ".join(f"{accuracy[a]:.3f}" for a in ("clean",) + attacks) + " |"
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

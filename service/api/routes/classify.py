@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service.api.deps import ImagesDep, ModelDep, PurifySettingsDep, StateDep
-from service.api.routes.purify import purification_out
-from service.api.schemas import ClassifiedOut, ClassifyResponse
-from service.api.uploads import OPENAPI_BODY
+from apudae.service.api.deps import ImagesDep, ModelDep, PurifySettingsDep, StateDep
+from apudae.service.api.routes.purify import purification_out
+from apudae.service.api.schemas import ClassifiedOut, ClassifyResponse
+from apudae.service.api.uploads import OPENAPI_BODY
 
 router = APIRouter(tags=["inference"])
 

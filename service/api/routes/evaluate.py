@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.deps import StateDep, get_model, require_admin
-from service.evaluation import harness
-from service.evaluation.jobs import EvaluationJobs, JobBusy
+from apudae.service.api.deps import StateDep, get_model, require_admin
+from apudae.service.evaluation import harness
+from apudae.service.evaluation.jobs import EvaluationJobs, JobBusy
 
 router = APIRouter(prefix="/evaluate", tags=["admin"], dependencies=[Depends(require_admin)])
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="the id POST /evaluate returned")]

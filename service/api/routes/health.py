@@ -5,8 +5,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api.deps import StateDep
-from service.api.schemas import Status
+from apudae.service.api.deps import StateDep
+from apudae.service.api.schemas import Status
 
 router = APIRouter(tags=["operations"])
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import StateDep, get_model
-from service.api.schemas import ModelOut, ModelsResponse
+from apudae.service.api.deps import StateDep, get_model
+from apudae.service.api.schemas import ModelOut, ModelsResponse
 
 router = APIRouter(tags=["models"])
 

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Response
 
-from service.api.deps import ImagesDep, ModelDep, PurifySettingsDep, StateDep
-from service.api.schemas import PurificationOut, PurifiedOut, PurifyResponse
-from service.api.uploads import OPENAPI_BODY
-from service.engine import Purified
-from service.imaging import encode_png
+from apudae.service.api.deps import ImagesDep, ModelDep, PurifySettingsDep, StateDep
+from apudae.service.api.schemas import PurificationOut, PurifiedOut, PurifyResponse
+from apudae.service.api.uploads import OPENAPI_BODY
+from apudae.service.engine import Purified
+from apudae.service.imaging import encode_png
 
 router = APIRouter(tags=["inference"])
 

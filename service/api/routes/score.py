@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import ImagesDep, ModelDep, StateDep
-from service.api.schemas import ScoreOut, ScoreResponse
-from service.api.uploads import OPENAPI_BODY
+from apudae.service.api.deps import ImagesDep, ModelDep, StateDep
+from apudae.service.api.schemas import ScoreOut, ScoreResponse
+from apudae.service.api.uploads import OPENAPI_BODY
 
 router = APIRouter(tags=["inference"])
 

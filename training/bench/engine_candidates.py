@@ -13,11 +13,11 @@ from dataclasses import replace
 
 import torch
 
-from models.purification import PurifySettings
-from service.bench.candidates import applied
-from service.bench.inputs import BenchImages, repeat_to
-from service.bench.offline import SweepPlan, timed
-from service.engine import ModelRuntime
+from apudae.models.purification import PurifySettings
+from apudae.training.bench.candidates import applied
+from apudae.training.bench.inputs import BenchImages, repeat_to
+from apudae.training.bench.offline import SweepPlan, timed
+from apudae.service.engine import ModelRuntime
 
 REFERENCE = ("nchw", "fp32")
 ENGINE_CANDIDATES = (REFERENCE, ("channels_last", "fp32"), ("channels_last", "bf16"))

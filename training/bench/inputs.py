@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from models.bundle import Bundle
-from service.imaging import encode_png
-from training.attacks.pgd import pgd_linf
-from training.data import DataNotFoundError, load_dataset
+from apudae.models.bundle import Bundle
+from apudae.service.imaging import encode_png
+from apudae.training.attacks.pgd import pgd_linf
+from apudae.training.data import DataNotFoundError, load_dataset
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ import logging
 import uvicorn
 from pydantic import ValidationError
 
-from service.main import create_app
-from service.settings import Settings
-from service.state import ServiceState
+from apudae.service.main import create_app
+from apudae.service.settings import Settings
+from apudae.service.state import ServiceState
 
-log = logging.getLogger("service")
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,18 +17,18 @@ from pathlib import Path
 
 import torch
 
-from models.bundle import load_bundle
-from models.purification import VARIANTS
-from service.bench.candidates import candidate_sweep
-from service.bench.flops import pool_flops, purification_flops
-from service.bench.inputs import bench_images, png_uploads
-from service.bench.machine import describe, peak_rates
-from service.bench.offline import SweepPlan, engine_sweep, floor_sweep, loop_sweep
-from service.bench.engine_candidates import compare_candidates
-from service.bench.report import write_report
-from service.bench.served import ServePlan, served_sweep
-from service.bench.wrk import available as wrk_available
-from service.engine import ModelRuntime
+from apudae.models.bundle import load_bundle
+from apudae.models.purification import VARIANTS
+from apudae.training.bench.candidates import candidate_sweep
+from apudae.training.bench.flops import pool_flops, purification_flops
+from apudae.training.bench.inputs import bench_images, png_uploads
+from apudae.training.bench.machine import describe, peak_rates
+from apudae.training.bench.offline import SweepPlan, engine_sweep, floor_sweep, loop_sweep
+from apudae.training.bench.engine_candidates import compare_candidates
+from apudae.training.bench.report import write_report
+from apudae.training.bench.served import ServePlan, served_sweep
+from apudae.training.bench.wrk import available as wrk_available
+from apudae.service.engine import ModelRuntime
 
 log = logging.getLogger(__name__)
 

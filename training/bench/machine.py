@@ -13,8 +13,8 @@ import numpy as np
 import onnxruntime
 import torch
 
-from service.bench.stats import Spread, time_repeated
-from training.package import git_commit, machine_description
+from apudae.training.bench.stats import Spread, time_repeated
+from apudae.training.provenance import git_commit, machine_description
 
 
 def describe(device: torch.device, argv: list[str]) -> dict:

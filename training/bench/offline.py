@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
-from models.purification import PurifySettings, purify
-from service.bench.flops import dae_step
-from service.bench.inputs import BenchImages, repeat_to
-from service.bench.stats import Spread, time_repeated
-from service.engine import ModelRuntime
+from apudae.models.purification import PurifySettings, purify
+from apudae.training.bench.flops import dae_step
+from apudae.training.bench.inputs import BenchImages, repeat_to
+from apudae.training.bench.stats import Spread, time_repeated
+from apudae.service.engine import ModelRuntime
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from models.purification import STEP_RULES, VARIANTS
-from training.attacks import ATTACKS
-from training.evaluation.config import DEFAULT_ATTACKS, EvaluationConfig
-from training.evaluation.harness import run_evaluation
-from training.evaluation.resume import load_progress
+from apudae.models.purification import STEP_RULES, VARIANTS
+from apudae.training.attacks import ATTACKS
+from apudae.training.evaluation.config import DEFAULT_ATTACKS, EvaluationConfig
+from apudae.training.evaluation.harness import run_evaluation
+from apudae.training.evaluation.resume import load_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.bundle import Bundle
-from models.purification import PurifySettings, purify
-from models.purification.base import per_image_error
+from apudae.models.bundle import Bundle
+from apudae.models.purification import PurifySettings, purify
+from apudae.models.purification.base import per_image_error
 
 
 class _NoModuleTracking:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from service.bench.stats import percentile
+from apudae.training.bench.stats import percentile
 
 REJECTED = (429, 503)
 

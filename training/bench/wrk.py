@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.bench.load import REJECTED, Target, run_summary
+from apudae.training.bench.load import REJECTED, Target, run_summary
 
 BOUNDARY = "apudae-bench-boundary"
 

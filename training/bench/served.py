@@ -28,9 +28,9 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.bench.load import LoadRun, Target, closed_loop, open_loop
-from service.bench.stats import Spread
-from service.bench.wrk import wrk_closed_loop
+from apudae.training.bench.load import LoadRun, Target, closed_loop, open_loop
+from apudae.training.bench.stats import Spread
+from apudae.training.bench.wrk import wrk_closed_loop
 
 log = logging.getLogger(__name__)
 BATCH_METRIC = "apudae_batch_size_images"
@@ -76,7 +76,7 @@ def running_service(bundle_dir: Path, max_batch_size: int, plan: ServePlan, thre
                "APUDAE_MAX_QUEUE_SIZE": str(plan.max_queue_size), "APUDAE_LOG_LEVEL": "warning",
                "APUDAE_PRECISION": plan.precision,
                "OMP_NUM_THREADS": str(threads), "APUDAE_MAX_IMAGES": str(min(64, plan.max_queue_size))}
-        process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env)
+        process = subprocess.Popen([sys.executable, "-m", "apudae.service.cli", "serve"], env=env)
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(base, process, plan.startup_timeout)

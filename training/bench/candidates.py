@@ -15,9 +15,9 @@ import logging
 
 import torch
 
-from service.bench.flops import dae_step
-from service.bench.offline import SweepPlan, timed
-from service.engine import ModelRuntime
+from apudae.training.bench.flops import dae_step
+from apudae.training.bench.offline import SweepPlan, timed
+from apudae.service.engine import ModelRuntime
 
 log = logging.getLogger(__name__)
 CANDIDATES = (("nchw", "fp32"), ("channels_last", "fp32"), ("nchw", "bf16"), ("channels_last", "bf16"))

@@ -2,8 +2,11 @@
 
 Layout of ``models/<name>/``:
 - ``dae.safetensors``, ``classifier.safetensors`` (and ``adversarial_classifier.safetensors``
-  for the adversarial-training baseline, when trained): weights, never pickle;
-- ``classifier.onnx``: the classifier, float32 NCHW in [0, 1] -> logits;
+  for the adversarial-training baseline, when trained): weights, never pickle; an imported classifier
+  (``"classifier": {"format": "onnx", ...}``) has no safetensors file: its ONNX graph holds its weights;
+- ``classifier.onnx``: the classifier, float32 NCHW in [0, 1] -> logits (models/onnx_classifier.py);
+- ``"preprocessing"`` in bundle.json (optional): how an upload of any size becomes the input
+  (models/preprocessing.py);
 - ``bundle.json``: shapes, classes, calibration, configs (``adversarial_classifier`` has its own where
   its architecture differs from the classifier's; bundles without one share the classifier's),
   purification defaults, provenance, test metrics and the SHA-256 of every weight file;
@@ -28,6 +31,8 @@ from apudae.models.calibration import Calibration
 from apudae.models.classifiers import ClassifierConfig, ImageClassifier
 from apudae.models.dae import DAEConfig, DenoisingAutoEncoder
 from apudae.models.model_card import model_card
+from apudae.models.onnx_classifier import OnnxClassifierError, differentiable_copy
+from apudae.models.preprocessing import Preprocessing
 
 BUNDLE_FILE = "bundle.json"
 ONNX_TOLERANCE = 1e-4  # max |delta logit| between the exported ONNX classifier and PyTorch
@@ -70,6 +75,11 @@ class Bundle:
     def purification_defaults(self) -> dict:
         return dict(self.meta["purification"])
 
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        """How an upload of any size becomes the input; None: only uploads of the input size are taken."""
+        return Preprocessing.from_dict(self.meta.get("preprocessing"))
+
 
 def verify_hashes(path: Path, meta: dict) -> None:
     """Raise BundleError unless every file in meta["files"] exists and has its recorded SHA-256."""
@@ -109,8 +119,14 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{meta_file} is not valid JSON: {err}") from err
     verify_hashes(path, meta)
     dae = _frozen(DenoisingAutoEncoder(DAEConfig(**meta["dae"])), path / "dae.safetensors")
-    classifier_config = ClassifierConfig.from_dict(meta["classifier"])
-    classifier = _frozen(ImageClassifier(classifier_config), path / "classifier.safetensors")
+    if meta["classifier"].get("format") == "onnx":  # imported: the ONNX graph is the only copy of its weights
+        try:
+            classifier = differentiable_copy(path / "classifier.onnx", tuple(meta["input_shape"]))
+        except OnnxClassifierError as err:
+            raise BundleError(f"bundle {path.name}: {err}") from None
+    else:
+        classifier = _frozen(ImageClassifier(ClassifierConfig.from_dict(meta["classifier"])),
+                             path / "classifier.safetensors")
     adversarial = None
     if "adversarial_classifier.safetensors" in meta["files"]:
         adversarial_config = ClassifierConfig.from_dict(meta.get("adversarial_classifier", meta["classifier"]))
@@ -128,7 +144,7 @@ def export_onnx(classifier: torch.nn.Module, input_shape: tuple[int, ...], path:
     example = torch.rand(4, *input_shape, generator=torch.Generator().manual_seed(0))
     batch = torch.export.Dim("batch", min=1, max=65536)
     torch.onnx.export(classifier, (example,), str(path), dynamo=True, input_names=["image"],
-                      output_names=["logits"], dynamic_shapes={"x": {0: batch}}, external_data=False, verbose=False)
+                      output_names=["logits"], dynamic_shapes=({0: batch},), external_data=False, verbose=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     probe = torch.rand(7, *input_shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -141,20 +157,36 @@ def export_onnx(classifier: torch.nn.Module, input_shape: tuple[int, ...], path:
 
 def write_bundle(out: Path, name: str, dae: torch.nn.Module, classifier: torch.nn.Module, calibration: Calibration,
                  classes: list[str], purification: dict, provenance: dict, metrics: dict,
-                 adversarial_classifier: torch.nn.Module | None = None, card: str = "") -> dict:
-    """Write the bundle directory ``out`` and return its bundle.json contents."""
+                 adversarial_classifier: torch.nn.Module | None = None, card: str = "",
+                 imported: dict | None = None, imported_onnx: Path | None = None) -> dict:
+    """Write the bundle directory ``out`` and return its bundle.json contents.
+
+    A trained ``classifier`` is saved as safetensors and exported to ONNX. An imported one
+    (``imported``: the record of ``apudae import-classifier``, ``imported_onnx``: its checked ONNX file)
+    is copied as it is; ``classifier`` is then its differentiable copy, and the record's preprocessing
+    becomes the bundle's."""
     out.mkdir(parents=True, exist_ok=True)
     input_shape = [dae.config.in_channels, *provenance["image_size"]]
-    weights = {"dae.safetensors": dae, "classifier.safetensors": classifier}
+    weights = {"dae.safetensors": dae}
+    if imported is None:
+        weights["classifier.safetensors"] = classifier
     if adversarial_classifier is not None:
         weights["adversarial_classifier.safetensors"] = adversarial_classifier
     for file, model in weights.items():
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / file))
-    onnx_delta = export_onnx(classifier.eval(), tuple(input_shape), out / "classifier.onnx")
+    if imported is None:
+        onnx_delta = export_onnx(classifier.eval(), tuple(input_shape), out / "classifier.onnx")
+        classifier_meta = classifier.config.to_dict()
+    else:
+        (out / "classifier.onnx").write_bytes(imported_onnx.read_bytes())
+        onnx_delta = imported["differentiable_copy_max_abs_logit_delta"]
+        classifier_meta = {"format": "onnx", "num_classes": len(classes), "source": imported["source"],
+                           "normalisation": imported["normalisation"]}
     files = sorted([*weights, "classifier.onnx"])
     meta = {
         "name": name, "format_version": 1, "input_shape": input_shape, "classes": classes,
-        "calibration": calibration.to_dict(), "dae": dae.config.to_dict(), "classifier": classifier.config.to_dict(),
+        **({"preprocessing": imported["preprocessing"]} if imported and imported["preprocessing"] else {}),
+        "calibration": calibration.to_dict(), "dae": dae.config.to_dict(), "classifier": classifier_meta,
         **({"adversarial_classifier": adversarial_classifier.config.to_dict()}
            if adversarial_classifier is not None and adversarial_classifier.config != classifier.config else {}),
         "purification": purification, "provenance": provenance,

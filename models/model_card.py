@@ -19,6 +19,15 @@ def _noise_by_epoch(provenance: dict) -> list[str]:
     return lines
 
 
+def _classifier_line(meta: dict) -> str:
+    classifier = meta["classifier"]
+    if classifier.get("format") == "onnx":
+        source = classifier["source"]
+        origin = source.get("torch") or source.get("onnx")
+        return f"- Classifier imported from `{origin}` as `classifier.onnx` (normalisation inside)."
+    return f"- Classifier `{classifier['arch']}` (normalisation inside), also as `classifier.onnx`."
+
+
 def model_card(meta: dict) -> str:
     p, m, c = meta["provenance"], meta["metrics"], meta["calibration"]
     lines = [
@@ -27,7 +36,9 @@ def model_card(meta: dict) -> str:
         "## Contents",
         f"- DAE (paper Table 1, eq. 5-6): N={meta['dae']['depth']}, width {meta['dae']['width']}, "
         f"trained on X + sigma*N(0,1), sigma ~ U[0, {meta['dae']['sigma_max']}].",
-        f"- Classifier `{meta['classifier']['arch']}` (normalisation inside), also as `classifier.onnx`.",
+        _classifier_line(meta),
+        *([f"- Preprocessing of uploads: {json.dumps(meta['preprocessing'])} (shorter side, centre crop)."]
+          if meta.get("preprocessing") else []),
         f"- Calibration (eq. 7) on {c['n']} held-out *training* images: mu = {c['mu']:.6g}, sigma = {c['sigma']:.6g}.",
         f"- Purification defaults: {json.dumps(meta['purification'])}.", "",
         "## Test metrics (full test split)",

@@ -10,6 +10,7 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "import-classifier": ("apudae.training.import_classifier", "bring your own classifier (ONNX, or PyTorch code + weights) into a work directory"),
     "train": ("apudae.training.train", "train a classifier, the DAE (eq. 5) or the adversarially trained baseline"),
     "calibrate": ("apudae.training.calibrate", "measure mu/sigma of the clean reconstruction error (eq. 7) on held-out training images"),
     "bundle": ("apudae.training.bundle", "export ONNX, measure test metrics and write a model bundle to models/<name>"),

@@ -13,8 +13,11 @@ Accepted formats: PNG, JPEG, GIF, BMP, TIFF, WebP. Conversions (documented in do
 - 32-bit float images (``F``) are refused.
 
 Images larger than ``max_pixels`` are refused before their pixels are decoded (decompression
-bombs); a size other than the model's is refused unless ``resize`` is set (then bilinear,
-antialiased). Every failure raises :class:`ImageError` with what to fix.
+bombs). A bundle that declares its preprocessing (photo bundles such as imagenet) takes any size:
+the shorter side is resized and the centre cropped, keeping the aspect ratio, and an upload already
+at the input size is taken as it is (``apudae.models.preprocessing``). Other bundles refuse a size
+other than theirs unless ``resize`` is set, which stretches the image to the model's square size
+(bilinear, antialiased). Every failure raises :class:`ImageError` with what to fix.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from apudae.models.preprocessing import Preprocessing
+
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
 
@@ -36,14 +41,17 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """``pixels``: (C, H, W) float32 in [0, 1] at the model's size; ``size``: the upload's (width, height)."""
+    """``pixels``: (C, H, W) float32 in [0, 1] at the model's size; ``size``: the (width, height) a purified
+    image is returned at: the upload's, or the model's crop for a bundle with declared preprocessing."""
 
     pixels: torch.Tensor
     size: tuple[int, int]
 
 
-def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bool, max_pixels: int) -> DecodedImage:
-    """Decode one upload for a model whose input is ``shape`` = (C, H, W)."""
+def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bool, max_pixels: int,
+                 preprocessing: Preprocessing | None = None) -> DecodedImage:
+    """Decode one upload for a model whose input is ``shape`` = (C, H, W), through the bundle's
+    ``preprocessing`` when it declares one."""
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes); send a PNG or JPEG image")
     try:
@@ -66,6 +74,9 @@ def decode_image(data: bytes, name: str, shape: tuple[int, int, int], resize: bo
             raise
         raise _corrupt(name, err) from None
     pixels = _match_channels(torch.from_numpy(array).permute(2, 0, 1), shape[0])
+    if preprocessing is not None:
+        pixels = preprocessing(pixels)
+        return DecodedImage(pixels, (pixels.shape[2], pixels.shape[1]))
     return DecodedImage(_match_size(pixels, shape, resize, name), (width, height))
 
 

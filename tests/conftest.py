@@ -68,3 +68,64 @@ def data_dir() -> Path:
     if not (path / "MNIST" / "raw").is_dir():
         pytest.skip(f"real data sets not found at {path}: set APUDAE_DATA_DIR to run this test")
     return path
+
+
+PHOTO_SHAPE = (3, 32, 32)
+PHOTO_PREPROCESSING = {"resize": 36, "crop": 32, "interpolation": "bicubic"}
+
+
+def make_tiny_photo_classifier(seed: int = 0) -> torch.nn.Module:
+    """An untrained 12-class colour classifier for 3x32x32 images that expects input normalised by 0.5/0.5,
+    as a user's own model would (eval mode)."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(4, 12)).eval()
+
+
+def import_tiny_photo_classifier(workdir: Path) -> dict:
+    """Export the tiny photo classifier to ONNX and import it with `apudae import-classifier` into ``workdir``
+    (12 classes, normalisation wrapped, preprocessing PHOTO_PREPROCESSING); returns the import record."""
+    import argparse
+
+    from apudae.models.bundle import export_onnx
+    from apudae.training.import_classifier import add_arguments, import_classifier
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    export_onnx(make_tiny_photo_classifier(), PHOTO_SHAPE, workdir / "user.onnx")
+    (workdir / "classes.txt").write_text("\n".join(f"photo class {i}" for i in range(12)))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--onnx", str(workdir / "user.onnx"), "--classes", str(workdir / "classes.txt"),
+                              "--input-size", "32", "--mean", "0.5", "0.5", "0.5", "--std", "0.5", "0.5", "0.5",
+                              "--resize", "36", "--workdir", str(workdir)])
+    return import_classifier(args)
+
+
+def write_tiny_photo_bundle(out: Path, workdir: Path, name: str = "photo") -> dict:
+    """A bundle of a tiny untrained colour DAE and the imported tiny photo classifier; returns its bundle.json."""
+    from apudae.models.bundle import write_bundle
+    from apudae.models.onnx_classifier import differentiable_copy
+    from apudae.training.provenance import machine_description
+
+    imported = import_tiny_photo_classifier(workdir)
+    torch.manual_seed(0)
+    dae = DenoisingAutoEncoder(DAEConfig(in_channels=3, depth=2, width=8, sigma_max=0.25)).eval()
+    images = torch.rand(32, *PHOTO_SHAPE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        calibration = Calibration.from_errors(reconstruction_error(dae, images))
+    provenance = {"data": "random test photos", "dataset": "tiny-photo", "image_size": list(PHOTO_SHAPE[1:]),
+                  "splits": {"train": 0, "holdout_calibration": 32, "test": 0}, "epochs": {}, "wall_seconds": {},
+                  "seed": 0, "git_commit": "test", "machine": machine_description()}
+    purification = {"variant": "F", "n": 2, "alpha": 0.01, "beta": 0.9, "gamma": 0.05}
+    classifier = differentiable_copy(workdir / "classifier.onnx", PHOTO_SHAPE)
+    return write_bundle(out, name, dae, classifier, calibration, imported["classes"], purification, provenance,
+                        {"clean_test_accuracy": 0.1}, imported=imported, imported_onnx=workdir / "classifier.onnx")
+
+
+@pytest.fixture(scope="session")
+def photo_models_dir(tmp_path_factory) -> Path:
+    """A models directory holding the tiny photo bundle, ``<dir>/photo`` (imported ONNX classifier, 12 classes,
+    declared preprocessing). Treat it as read-only."""
+    models_dir = tmp_path_factory.mktemp("photo-models")
+    write_tiny_photo_bundle(models_dir / "photo", tmp_path_factory.mktemp("photo-import"))
+    return models_dir

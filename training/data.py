@@ -10,6 +10,10 @@ Supported names:
   torchvision checks before reading them), else an ImageFolder ``<dir>/cifar10-jpeg/{train,test}``
   or ``<dir>/cifar10/{train,test}``, else the archive ``<dir>/cifar10-jpeg.tar.gz``
   (unpacked once into the cache directory).
+- ``imagenet``: the ILSVRC sample ``<dir>/imagenet-sample`` (ImageFolder, one image per class, folders in
+  the standard class order), each image resized to 256 on its shorter side and centre-cropped to 224
+  (``IMAGENET_PREPROCESSING``). It has no train/test split of its own: ``IMAGENET_SPLIT`` splits it once
+  with a fixed seed (train: DAE training and calibration; test: every reported number).
 - ``imagefolder:<path>``: any ImageFolder with ``train/`` and ``test/`` (all images one size).
 """
 from __future__ import annotations
@@ -24,10 +28,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10")
+from apudae.models.preprocessing import Preprocessing
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "imagenet")
+IMAGENET_PREPROCESSING = Preprocessing(resize=256, crop=224, interpolation="bicubic")
+IMAGENET_SPLIT = {"seed": 0, "train": 500}  # the rest of the sample is the test split
 DATA_HELP = (
     "Set --data-dir or APUDAE_DATA_DIR to a folder holding MNIST/raw, FashionMNIST/raw, "
-    "cifar-10-batches-py, cifar10-jpeg/{train,test} or cifar10-jpeg.tar.gz "
+    "cifar-10-batches-py, cifar10-jpeg/{train,test}, cifar10-jpeg.tar.gz or imagenet-sample "
     "(torchvision's download=True fetches them where there is internet)."
 )
 
@@ -71,6 +79,8 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
         return _load_idx(name, split, root, download)
     if name == "cifar10":
         return _load_cifar10(split, root, download)
+    if name == "imagenet":
+        return _load_imagenet_sample(split, root)
     if name.startswith("imagefolder:"):
         folder = Path(name.split(":", 1)[1]).expanduser() / split
         if not folder.is_dir():
@@ -136,12 +146,15 @@ def _save_atomically(path: Path, array: np.ndarray) -> None:
     os.replace(f.name, path)
 
 
-def _load_image_folder(folder: Path) -> ImageSet:
-    """Decode an ImageFolder once and keep a uint8 .npy copy in the cache directory."""
+def _load_image_folder(folder: Path, preprocessing: Preprocessing | None = None) -> ImageSet:
+    """Decode an ImageFolder once (through ``preprocessing`` when given, so images of any size come out one
+    size) and keep a uint8 .npy copy in the cache directory."""
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
         raise DataNotFoundError(f"{folder} holds no class folders: expected {folder}/<class>/<image files>")
     key = str(folder.resolve()).strip("/").replace("/", "_")
+    if preprocessing is not None:
+        key += "_" + "_".join(str(v) for v in preprocessing.to_dict().values())
     cached_images, cached_labels = cache_dir() / f"{key}.images.npy", cache_dir() / f"{key}.labels.npy"
     if cached_images.is_file() and cached_labels.is_file():
         images = np.load(cached_images, allow_pickle=False)
@@ -149,7 +162,7 @@ def _load_image_folder(folder: Path) -> ImageSet:
     else:
         files = [(f, i) for i, c in enumerate(classes) for f in sorted((folder / c).iterdir()) if f.is_file()]
         mode = "L" if Image.open(files[0][0]).mode in ("L", "1") else "RGB"
-        arrays = [np.asarray(Image.open(f).convert(mode)) for f, _ in files]
+        arrays = [_decoded(f, mode, preprocessing) for f, _ in files]
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise ValueError(f"images in {folder} differ in size ({sorted(shapes)[:3]}...); resize them to one size")
@@ -160,6 +173,43 @@ def _load_image_folder(folder: Path) -> ImageSet:
         _save_atomically(cached_images, np.ascontiguousarray(images))
         _save_atomically(cached_labels, labels)  # last: a reader needs both files
     return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), classes)
+
+
+def imagenet_split_indices(n: int) -> dict[str, torch.Tensor]:
+    """The fixed split of the ImageNet sample's ``n`` images (ImageFolder order) into train and test indices."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(IMAGENET_SPLIT["seed"]))
+    return {"train": perm[:IMAGENET_SPLIT["train"]].sort().values, "test": perm[IMAGENET_SPLIT["train"]:].sort().values}
+
+
+def _load_imagenet_sample(split: str, root: Path) -> ImageSet:
+    folder = root / "imagenet-sample"
+    if not folder.is_dir():
+        raise DataNotFoundError(f"imagenet not found: looked in {folder}. Set --data-dir or APUDAE_DATA_DIR to a "
+                                "folder holding imagenet-sample/<wnid>/<image files>")
+    full = _load_image_folder(folder, IMAGENET_PREPROCESSING)
+    names = _imagenet_class_names(folder, full.classes)
+    return ImageSet(full.images, full.labels, names).subset(imagenet_split_indices(len(full))[split])
+
+
+def _imagenet_class_names(folder: Path, wnids: list[str]) -> list[str]:
+    """Readable class names from ``classes.tsv`` (index, WordNet id, name) where it exists, else the WordNet ids."""
+    table = folder / "classes.tsv"
+    if not table.is_file():
+        return wnids
+    rows = [line.split("\t") for line in table.read_text().splitlines() if line.strip()]
+    by_wnid = {row[1]: row[2] for row in rows if len(row) >= 3}
+    return [by_wnid.get(wnid, wnid) for wnid in wnids]
+
+
+def _decoded(file: Path, mode: str, preprocessing: Preprocessing | None) -> np.ndarray:
+    """(H, W) or (H, W, 3) uint8 pixels of ``file``, through ``preprocessing`` when given."""
+    array = np.asarray(Image.open(file).convert(mode))
+    if preprocessing is None:
+        return array
+    pixels = torch.from_numpy(array.copy()).float().div(255)
+    pixels = pixels[None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+    out = (preprocessing(pixels) * 255).round().to(torch.uint8)
+    return out[0].numpy() if out.shape[0] == 1 else out.permute(1, 2, 0).numpy()
 
 
 def train_holdout_split(n: int, holdout: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

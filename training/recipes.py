@@ -13,8 +13,10 @@ from apudae.models.dae import DAEConfig
 
 @dataclass(frozen=True)
 class Recipe:
+    """``classifier`` is None for a data set whose classifier is imported (``apudae import-classifier``), not trained."""
+
     dataset: str
-    classifier: ClassifierConfig
+    classifier: ClassifierConfig | None
     dae: DAEConfig
     holdout: int = 5000  # images of the training split kept out for calibration and tuning
     classifier_epochs: int = 4
@@ -44,7 +46,8 @@ class Recipe:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["classifier"], d["dae"] = self.classifier.to_dict(), self.dae.to_dict()
+        d["classifier"] = self.classifier.to_dict() if self.classifier else None
+        d["dae"] = self.dae.to_dict()
         return d
 
 
@@ -88,6 +91,19 @@ RECIPES: dict[str, Recipe] = {
         adversarial_epsilon=8 / 255,
         adversarial_steps=2,
         adversarial_epochs=4,
+        purification={"variant": "F", "n": 15, "alpha": 4 / 255, "beta": 0.9, "gamma": 0.075, "step": "sign",
+                      "carry": True},
+    ),
+    "imagenet": Recipe(
+        dataset="imagenet",
+        classifier=None,  # EfficientNet-Lite0, imported from ONNX (docs/IMAGENET.md)
+        # the 224x224 DAE: Table 1's layers at a depth and width that fit 15 steps in 1.5 s on 2 cores,
+        # chosen between candidates on the training holdout (docs/RESULTS.md, ImageNet)
+        dae=DAEConfig(in_channels=3, depth=9, width=32, sigma_max=0.25),
+        holdout=100,
+        dae_epochs=16,
+        dae_batch=16,
+        dae_bf16=True,
         purification={"variant": "F", "n": 15, "alpha": 4 / 255, "beta": 0.9, "gamma": 0.075, "step": "sign",
                       "carry": True},
     ),

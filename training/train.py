@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the recipe's largest DAE training noise std (eq. 5, sigma ~ U[0, sigma_max])")
     parser.add_argument("--dae-dropout", type=float, default=None,
                         help="override the recipe's DAE dropout probability after each convolution (eq. 6's F_enc/F_dec)")
+    parser.add_argument("--dae-depth", type=int, default=None, help="override the recipe's DAE depth (N in Table 1)")
+    parser.add_argument("--dae-width", type=int, default=None, help="override the recipe's DAE width (feature maps per layer)")
     parser.add_argument("--classifier-noise-max", type=float, default=None,
                         help="Gaussian noise on the plain classifier's training images: X + s*N(0,1), s ~ U[0, this]")
     parser.add_argument("--classifier-width", type=int, default=None,
@@ -34,16 +36,22 @@ def chosen_parts(args: argparse.Namespace) -> tuple[str, ...]:
 
 def recipe_of(args: argparse.Namespace) -> Recipe:
     """The data set's recipe with the command line's overrides (epochs of the chosen part(s) only, holdout,
-    DAE sigma_max and dropout, classifier noise and width)."""
+    DAE sigma_max, dropout, depth and width, classifier noise and width)."""
     epochs = {f"{part}_epochs": args.epochs for part in chosen_parts(args)}
     recipe = recipe_for(args.dataset, holdout=args.holdout, classifier_noise_max=args.classifier_noise_max, **epochs)
-    return replace(recipe, classifier=overridden(recipe.classifier, width=args.classifier_width),
-                   dae=overridden(recipe.dae, sigma_max=args.dae_sigma_max, dropout=args.dae_dropout))
+    classifier = recipe.classifier and overridden(recipe.classifier, width=args.classifier_width)
+    return replace(recipe, classifier=classifier,
+                   dae=overridden(recipe.dae, sigma_max=args.dae_sigma_max, dropout=args.dae_dropout,
+                                  depth=args.dae_depth, width=args.dae_width))
 
 
 def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     recipe = recipe_of(args)
+    if recipe.classifier is None and chosen_parts(args) != ("dae",):
+        print(f"apudae train: {args.dataset}'s classifier is imported (apudae import-classifier), not trained; "
+              "train its DAE with --part dae")
+        return 2
     data = load_dataset(args.dataset, "train", args.data_dir, args.download)
     train_index, holdout_index = train_holdout_split(len(data), recipe.holdout)
     train, holdout = data.subset(train_index), data.subset(holdout_index)

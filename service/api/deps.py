@@ -61,7 +61,8 @@ async def get_images(request: Request, state: StateDep, runtime: ModelDep, resiz
     shape = runtime.bundle.input_shape
     try:  # decoding a large image takes a while: off the event loop
         decoded = await asyncio.to_thread(
-            lambda: [decode_image(u.data, u.name, shape, resize, settings.max_pixels) for u in uploads])
+            lambda: [decode_image(u.data, u.name, shape, resize, settings.max_pixels, runtime.bundle.preprocessing)
+                     for u in uploads])
     except ImageError as err:
         raise HTTPException(422, str(err)) from None
     return Images(torch.stack([d.pixels for d in decoded]), [u.name for u in uploads], decoded)

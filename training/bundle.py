@@ -14,7 +14,7 @@ from apudae.models.bundle import write_bundle
 from apudae.models.calibration import Calibration
 from apudae.models.onnx_classifier import differentiable_copy
 from apudae.training.data import IMAGENET_SPLIT, load_dataset, train_holdout_split
-from apudae.training.import_classifier import IMPORT_FILE
+from apudae.training.import_classifier import IMPORT_FILE, imported_preprocessing
 from apudae.training.loops import accuracy, load_trained, per_image_errors
 from apudae.training.options import add_data_options, apply_threads, workdir_of
 from apudae.training.provenance import git_commit, machine_description
@@ -27,7 +27,8 @@ BATCH = 50  # images per forward pass when measuring the test metrics (224x224 p
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_options(parser)
-    parser.add_argument("--out", default=None, help="bundle directory (default: models/<dataset>)")
+    parser.add_argument("--out", default=None,
+                        help="bundle directory (default: models/<dataset>, for imagefolder:<path> the folder's name)")
 
 
 def _trained_classifiers(workdir: Path, dataset: str) -> tuple:
@@ -58,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
         classifier = differentiable_copy(workdir / "classifier.onnx", tuple(imported["input_shape"]))
         clf_meta, adversarial, adv_meta = None, None, None
     recipe = dae_meta["recipe"]
-    train = load_dataset(args.dataset, "train", args.data_dir, args.download)
-    test = load_dataset(args.dataset, "test", args.data_dir, args.download)
+    preprocessing = imported_preprocessing(workdir)
+    train = load_dataset(args.dataset, "train", args.data_dir, args.download, preprocessing)
+    test = load_dataset(args.dataset, "test", args.data_dir, args.download, preprocessing)
     classes = imported["classes"] if imported else train.classes
     train_index, holdout_index = train_holdout_split(len(train), recipe["holdout"])
     calibration_file = workdir / "calibration.json"
@@ -83,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
         "seed": dae_meta["seed"], "git_commit": git_commit(), "machine": machine_description(),
         "recipe": recipe, "history": {k: v["history"] for k, v in parts.items()},
     }
-    out = Path(args.out or f"models/{args.dataset}")
-    meta = write_bundle(out, args.dataset, dae, classifier, calibration, classes, current.purification,
+    name = Path(args.dataset.partition(":")[2]).name if args.dataset.startswith("imagefolder:") else args.dataset
+    out = Path(args.out or f"models/{name}")
+    meta = write_bundle(out, name, dae, classifier, calibration, classes, current.purification,
                         provenance, metrics, adversarial, imported=imported, imported_onnx=workdir / "classifier.onnx")
     print(json.dumps({"bundle": str(out), **meta["metrics"], "mu": calibration.mu, "sigma": calibration.sigma}))
     return 0

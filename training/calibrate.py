@@ -12,6 +12,7 @@ import torch
 
 from apudae.models.calibration import Calibration
 from apudae.training.data import ImageSet, load_dataset, train_holdout_split
+from apudae.training.import_classifier import imported_preprocessing
 from apudae.training.loops import load_trained, per_image_errors
 from apudae.training.options import add_data_options, apply_threads, workdir_of
 
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     workdir = workdir_of(args)
     dae, meta = load_trained(workdir, "dae")
-    data = load_dataset(args.dataset, "train", args.data_dir, args.download)
+    data = load_dataset(args.dataset, "train", args.data_dir, args.download, imported_preprocessing(workdir))
     _, holdout_index = train_holdout_split(len(data), meta["recipe"]["holdout"])
     calibration = calibrate(dae, data.subset(holdout_index))
     (workdir / "calibration.json").write_text(json.dumps(calibration.to_dict(), indent=1))

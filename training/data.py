@@ -14,7 +14,8 @@ Supported names:
   the standard class order), each image resized to 256 on its shorter side and centre-cropped to 224
   (``IMAGENET_PREPROCESSING``). It has no train/test split of its own: ``IMAGENET_SPLIT`` splits it once
   with a fixed seed (train: DAE training and calibration; test: every reported number).
-- ``imagefolder:<path>``: any ImageFolder with ``train/`` and ``test/`` (all images one size).
+- ``imagefolder:<path>``: any ImageFolder with ``train/`` and ``test/``: all images one size, or of any
+  size when ``preprocessing`` is given (a bring-your-own bundle's, from ``apudae import-classifier``).
 """
 from __future__ import annotations
 
@@ -70,8 +71,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("APUDAE_CACHE_DIR") or Path.home() / ".cache" / "apudae").expanduser()
 
 
-def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, download: bool = False) -> ImageSet:
-    """Load ``split`` ("train" or "test") of data set ``name`` (see module docstring)."""
+def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, download: bool = False,
+                 preprocessing: Preprocessing | None = None) -> ImageSet:
+    """Load ``split`` ("train" or "test") of data set ``name`` (see module docstring); ``preprocessing``
+    applies to ``imagefolder:`` data sets."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     root = resolve_data_dir(data_dir)
@@ -85,7 +88,7 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
         folder = Path(name.split(":", 1)[1]).expanduser() / split
         if not folder.is_dir():
             raise DataNotFoundError(f"no ImageFolder at {folder}: expected {folder}/<class>/<image files>")
-        return _load_image_folder(folder)
+        return _load_image_folder(folder, preprocessing)
     raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)} or imagefolder:<path>")
 
 

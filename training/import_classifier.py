@@ -30,6 +30,12 @@ class ImportOptionError(ValueError):
     """An import option is wrong; the message says what to fix."""
 
 
+def imported_preprocessing(workdir: Path) -> Preprocessing | None:
+    """The preprocessing recorded by an import into ``workdir``; None when there was no import or it declared none."""
+    record = workdir / IMPORT_FILE
+    return Preprocessing.from_dict(json.loads(record.read_text())["preprocessing"]) if record.is_file() else None
+
+
 def read_class_names(path: Path) -> list[str]:
     """Class names in index order: one per line, or a .tsv whose last column is the name (e.g. index, id, name),
     its first row a header when that row's first column is not a number."""

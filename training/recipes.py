@@ -111,7 +111,10 @@ RECIPES: dict[str, Recipe] = {
 
 
 def recipe_for(dataset: str, **overrides) -> Recipe:
-    """The recipe of ``dataset`` with ``overrides`` (None values ignored)."""
+    """The recipe of ``dataset`` with ``overrides`` (None values ignored). A user's ``imagefolder:<path>`` data set
+    gets the photo recipe of ``imagenet``: its DAE for an imported classifier."""
+    if dataset.startswith("imagefolder:"):
+        return overridden(replace(RECIPES["imagenet"], dataset=dataset), **overrides)
     if dataset not in RECIPES:
         raise ValueError(f"no recipe for {dataset!r}; choose one of {', '.join(RECIPES)}")
     return overridden(RECIPES[dataset], **overrides)

@@ -5,6 +5,7 @@ import argparse
 from dataclasses import replace
 
 from apudae.training.data import load_dataset, train_holdout_split
+from apudae.training.import_classifier import imported_preprocessing
 from apudae.training.loops import PARTS, train_part
 from apudae.training.options import add_data_options, apply_threads, workdir_of
 from apudae.training.recipes import Recipe, overridden, recipe_for
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"apudae train: {args.dataset}'s classifier is imported (apudae import-classifier), not trained; "
               "train its DAE with --part dae")
         return 2
-    data = load_dataset(args.dataset, "train", args.data_dir, args.download)
+    data = load_dataset(args.dataset, "train", args.data_dir, args.download, imported_preprocessing(workdir_of(args)))
     train_index, holdout_index = train_holdout_split(len(data), recipe.holdout)
     train, holdout = data.subset(train_index), data.subset(holdout_index)
     for part in chosen_parts(args):

@@ -99,7 +99,7 @@ RECIPES: dict[str, Recipe] = {
         classifier=None,  # EfficientNet-Lite0, imported from ONNX (docs/IMAGENET.md)
         # the 224x224 DAE: Table 1's layers at a depth and width that fit 15 steps in 1.5 s on 2 cores,
         # chosen between candidates on the training holdout (docs/RESULTS.md, ImageNet)
-        dae=DAEConfig(in_channels=3, depth=9, width=32, sigma_max=0.25),
+        dae=DAEConfig(in_channels=3, depth=5, width=48, sigma_max=0.25),
         holdout=100,
         dae_epochs=16,
         dae_batch=16,

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "accuracy": ("apudae.training.accuracy", "print each shipped bundle's clean test accuracy on the full test split"),
     "evaluate": ("apudae.training.evaluation.evaluate", "run the attack benchmarks against a bundle and write JSON, markdown and plots"),
     "tune": ("apudae.training.evaluation.tune", "grid-search purification settings on a bundle's training holdout"),
+    "attack": ("apudae.training.attack_image", "write a BIM-attacked copy of one image against a bundle's classifier, to try the service"),
     "serve": ("apudae.service.serve", "start the HTTP service (uvicorn) on the bundles in the model directory"),
     "bench": ("apudae.training.bench", "measure the purifier and the served path (throughput, latency, FLOP/s)"),
 }

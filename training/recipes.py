@@ -96,9 +96,9 @@ RECIPES: dict[str, Recipe] = {
     ),
     "imagenet": Recipe(
         dataset="imagenet",
-        classifier=None,  # EfficientNet-Lite0, imported from ONNX (docs/IMAGENET.md)
+        classifier=None,  # EfficientNet-Lite0, imported (docs/BRING_YOUR_OWN_MODEL.md)
         # the 224x224 DAE: Table 1's layers at a depth and width that fit 15 steps in 1.5 s on 2 cores,
-        # chosen between candidates on the training holdout (docs/RESULTS.md, ImageNet)
+        # chosen between candidates on the training holdout (docs/RESULTS-imagenet.md)
         dae=DAEConfig(in_channels=3, depth=5, width=48, sigma_max=0.25),
         holdout=100,
         dae_epochs=16,

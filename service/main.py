@@ -1,14 +1,21 @@
-"""The app factory: ``create_app(settings)`` wires state, lifespan, routes, errors and middleware."""
+"""The app factory: ``create_app(settings)`` wires state, lifespan, routes, errors and middleware.
+
+/docs and /redoc load their scripts and styles from the app itself (fastapi-offline's copies, under
+/static-offline-docs), so they work without internet. Every route refuses query parameters it does not
+declare (``reject_unknown_query``)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
+from apudae.service.api.deps import reject_unknown_query
 from apudae.service.api.routes import api_router
 from apudae.service.errors import install_error_handlers
-from apudae.service.middleware import AdmissionMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from apudae.service.middleware import (AccessLogMiddleware, AdmissionMiddleware, BodyLimitMiddleware,
+                                       MetricsMiddleware)
 from apudae.service.settings import Settings
 from apudae.service.state import ServiceState
 
@@ -31,7 +38,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app on ``settings`` (default: read from the environment)."""
     state = ServiceState(settings or Settings())
-    app = FastAPI(title="apudae", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPIOffline(title="apudae", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                         dependencies=[Depends(reject_unknown_query)])
     app.state.service = state
     install_error_handlers(app)
     app.include_router(api_router)
@@ -40,4 +48,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AdmissionMiddleware, max_in_flight=limits.max_queue_size + limits.max_batch_size,
                        paths=IMAGE_ROUTES, metrics=state.metrics)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    if state.settings.access_log:  # outermost: it logs every answer, the middleware's refusals included
+        app.add_middleware(AccessLogMiddleware)
     return app

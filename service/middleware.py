@@ -1,11 +1,16 @@
-"""ASGI middleware: admission control (429), request-body limit (413) and per-route request metrics.
+"""ASGI middleware: admission control (429), request-body limit (413), per-route request metrics and the
+access log.
 
-Both are plain ASGI so they see every request, including those refused before routing.
+All are plain ASGI so they see every request, including those refused before routing.
 """
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
+import urllib.parse
+import uuid
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,6 +18,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from apudae.service.metrics import ServiceMetrics
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+ACCESS_LOGGER = "apudae.access"
+MODEL_SCOPE_KEY = "apudae.model"  # set by the model dependency (service.api.deps) to the serving model's name
+REQUEST_ID_HEADER = b"x-request-id"
+REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")  # an incoming id is kept only when it is this tame
+MAX_LOGGED_PATH = 200
 
 
 class BodyTooLarge(HTTPException):
@@ -117,3 +127,52 @@ class MetricsMiddleware:
             method = scope["method"] if scope["method"] in METHODS else "other"
             self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.request_seconds.labels(route, method).observe(time.perf_counter() - started)
+
+
+class AccessLogMiddleware:
+    """One line per request on the ``apudae.access`` logger (INFO), every status included, in uvicorn's
+    access-log form with key=value fields after it::
+
+        127.0.0.1:52110 - "POST /classify HTTP/1.1" 200 latency_ms=12.3 request_id=3f2a... model=mnist
+
+    The path is logged without its query string (whose values may be secret), percent-quoted and cut at
+    200 characters; headers and bodies are never logged. The request id is the request's X-Request-ID when
+    that is 1-64 characters of [A-Za-z0-9._-], else a new one; either way the answer carries it in
+    X-Request-ID. ``model`` is the model that served the request, "-" when none did. The same values
+    are on the log record as ``extra`` attributes (client, method, path, status, latency_ms, request_id,
+    model) for structured formatters."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self.log = logging.getLogger(ACCESS_LOGGER)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        given = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
+        request_id = given.decode() if REQUEST_ID.match(given) else uuid.uuid4().hex
+        status = 500
+        started = time.perf_counter()
+
+        async def tagging_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (REQUEST_ID_HEADER, request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tagging_send)
+        finally:
+            self._write(scope, status, (time.perf_counter() - started) * 1000, request_id)
+
+    def _write(self, scope: Scope, status: int, latency_ms: float, request_id: str) -> None:
+        client = scope.get("client")
+        fields = {"client": f"{client[0]}:{client[1]}" if client else "-", "method": scope["method"],
+                  "path": urllib.parse.quote(scope.get("root_path", "") + scope["path"])[:MAX_LOGGED_PATH],
+                  "status": status, "latency_ms": round(latency_ms, 1), "request_id": request_id,
+                  "model": scope.get(MODEL_SCOPE_KEY) or "-", "http_version": scope.get("http_version", "1.1")}
+        self.log.info('%s - "%s %s HTTP/%s" %d latency_ms=%.1f request_id=%s model=%s', fields["client"],
+                      fields["method"], fields["path"], fields["http_version"], status, fields["latency_ms"],
+                      request_id, fields["model"], extra=fields)

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     eval_max_samples: PositiveInt = Field(1000, description="largest sample count an /evaluate job may ask for")
     shutdown_grace: PositiveFloat = Field(30.0, description="seconds to finish accepted requests on shutdown")
     log_level: str = Field("info", description="debug, info, warning or error")
+    access_log: bool = Field(True, description="one line per request on the apudae.access logger, at info level "
+                             "(method, path without query, status, latency, request id, model); false turns it off")
 
     @field_validator("model_dir")
     @classmethod

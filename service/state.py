@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any
 
@@ -23,6 +23,14 @@ from apudae.service.settings import Settings
 
 log = logging.getLogger(__name__)
 SHIPPED_DEFAULT_MODEL = "mnist"  # the README's default model, used when APUDAE_DEFAULT_MODEL is unset
+
+
+OPERATIONS: dict[str, Callable[[ModelRuntime, Hashable], BatchFn]] = {
+    "purify": lambda runtime, settings: partial(runtime.purify, settings=settings),
+    "classify": lambda runtime, settings: partial(runtime.classify, settings=settings),
+    "score": lambda runtime, settings: runtime.score,
+}
+"""Each batch operation's name -> its batch function on a runtime under the batch key's settings."""
 
 
 class UnknownModel(LookupError):
@@ -93,10 +101,12 @@ class ServiceState:
                                "(GET /models lists them)")
         return runtime
 
-    async def run(self, runtime: ModelRuntime, operation: str, settings: Hashable, images: torch.Tensor,
-                  run: BatchFn) -> list[Any]:
-        """Run ``images`` through the batcher under (model, operation, settings) within the deadline."""
+    async def run(self, runtime: ModelRuntime, operation: str, settings: Hashable, images: torch.Tensor) -> list[Any]:
+        """Run ``images`` through the batcher under (model, operation, settings) within the deadline; the
+        batch function is ``OPERATIONS[operation]`` on ``runtime`` and ``settings``. Raises KeyError for an
+        operation not in ``OPERATIONS``."""
         if self.batcher is None:
             raise RuntimeError("the service has not started")
+        run = OPERATIONS[operation](runtime, settings)
         deadline = time.monotonic() + self.settings.request_deadline
         return await self.batcher.submit(BatchKey(runtime.name, operation, settings), images, run, deadline)

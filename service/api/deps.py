@@ -1,4 +1,5 @@
-"""Shared route dependencies as ``Annotated`` aliases: state, model, images, purification options, admin."""
+"""Shared route dependencies as ``Annotated`` aliases: state, model, images, purification options, admin;
+and ``reject_unknown_query``, which every route runs first."""
 from __future__ import annotations
 
 import asyncio
@@ -9,16 +10,43 @@ from typing import Annotated
 
 import torch
 from fastapi import Depends, HTTPException, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from apudae.models.purification import VARIANTS, PurifySettings
 from apudae.service.api.uploads import read_uploads
 from apudae.service.engine import ModelRuntime
 from apudae.service.imaging import DecodedImage, ImageError, decode_image
+from apudae.service.middleware import MODEL_SCOPE_KEY
 from apudae.service.state import ServiceState, UnknownModel
 
 log = logging.getLogger(__name__)
 MAX_STEPS = 100
+
+
+def declared_query(dependant: Dependant) -> list[str]:
+    """The query parameter names ``dependant`` and its sub-dependencies declare, in declaration order."""
+    names = [field.alias for field in dependant.query_params]
+    for sub in dependant.dependencies:
+        names += declared_query(sub)
+    return list(dict.fromkeys(names))
+
+
+def reject_unknown_query(request: Request) -> None:
+    """422 for any query parameter the matched route does not declare, naming it and the valid ones: a
+    misspelt option (``?modle=``) must not silently fall back to its default."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    valid = declared_query(route.dependant)
+    unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in valid]
+    if unknown:
+        takes = ", ".join(valid) if valid else "none"
+        raise RequestValidationError([
+            {"loc": ("query", name), "type": "extra_forbidden",
+             "msg": f"unknown query parameter {name!r}; {route.path} takes: {takes}"} for name in unknown])
 
 
 def get_state(request: Request) -> ServiceState:
@@ -29,9 +57,9 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_model(state: StateDep, model: Annotated[str | None, Query(
-        description="bundle name (GET /models); default: the configured default model")] = None) -> ModelRuntime:
-    """The requested model; 503 before the models are loaded, 404 for an unknown name."""
+def get_model(state: ServiceState, model: str | None = None) -> ModelRuntime:
+    """The model called ``model`` (the default model when None); 503 before the models are loaded, 404 for
+    an unknown name."""
     if not state.models:
         raise HTTPException(503, "the models are still loading; retry when GET /readyz answers 200",
                             headers={"Retry-After": "5"})
@@ -41,7 +69,19 @@ def get_model(state: StateDep, model: Annotated[str | None, Query(
         raise HTTPException(404, str(err)) from None
 
 
-ModelDep = Annotated[ModelRuntime, Depends(get_model)]
+def record_model(request: Request, runtime: ModelRuntime) -> ModelRuntime:
+    """Note in the request's scope which model serves it (the access log names it); returns ``runtime``."""
+    request.scope[MODEL_SCOPE_KEY] = runtime.name
+    return runtime
+
+
+def requested_model(request: Request, state: StateDep, model: Annotated[str | None, Query(
+        description="bundle name (GET /models); default: the configured default model")] = None) -> ModelRuntime:
+    """The ``model`` query parameter's runtime (``get_model``), recorded for the access log."""
+    return record_model(request, get_model(state, model))
+
+
+ModelDep = Annotated[ModelRuntime, Depends(requested_model)]
 
 
 @dataclass(frozen=True)

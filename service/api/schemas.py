@@ -35,12 +35,22 @@ class PurifyResponse(BaseModel):
     results: list[PurifiedOut]
 
 
+class RankedClass(BaseModel):
+    """One class of the most probable few."""
+
+    class_index: int
+    label: str = Field(description="the class's name")
+    probability: float
+
+
 class ClassifiedOut(BaseModel):
     name: str
     class_index: int
     label: str
     probabilities: list[float] = Field(description="softmax of the classifier's logits, one per class")
     purification: PurificationOut | None = Field(description="null when purify=false")
+    top5: list[RankedClass] | None = Field(None, description="the five most probable classes, most probable first; "
+                                           "only for bundles with more than 10 classes, else null")
 
 
 class ClassifyResponse(BaseModel):

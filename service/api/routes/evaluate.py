@@ -6,10 +6,10 @@ from dataclasses import asdict
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from apudae.service.api.deps import StateDep, get_model, require_admin
+from apudae.service.api.deps import StateDep, get_model, record_model, require_admin
 from apudae.service.evaluation import harness
 from apudae.service.evaluation.jobs import EvaluationJobs, JobBusy
 
@@ -57,12 +57,12 @@ def _jobs(state: StateDep) -> EvaluationJobs:
 
 
 @router.post("", status_code=202, response_model=JobOut, responses={409: {"description": "a job is running"}})
-async def start_evaluation(state: StateDep, body: EvaluateIn) -> JobOut:
+async def start_evaluation(request: Request, state: StateDep, body: EvaluateIn) -> JobOut:
     """Start a benchmark job; poll GET /evaluate/{id}. 409 while another job runs."""
     limit = state.settings.eval_max_samples
     if body.samples > limit:
         raise HTTPException(422, f"samples must be at most {limit} (APUDAE_EVAL_MAX_SAMPLES)")
-    runtime = get_model(state, body.model)
+    runtime = record_model(request, get_model(state, body.model))
     try:
         config = await asyncio.to_thread(harness.build_config, runtime, body.model_dump(exclude={"model"}),
                                          state.settings.device)

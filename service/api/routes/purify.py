@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Response
@@ -31,7 +30,7 @@ async def purify(state: StateDep, runtime: ModelDep, images: ImagesDep, settings
     want_png = "image/png" in accept and "application/json" not in accept
     if want_png and len(images.names) != 1:
         raise HTTPException(406, "Accept: image/png needs exactly one image; send one or accept application/json")
-    results = await state.run(runtime, "purify", settings, images.pixels, partial(runtime.purify, settings=settings))
+    results = await state.run(runtime, "purify", settings, images.pixels)
     state.metrics.observe_purified(runtime.name, results)
     pngs = [encode_png(p.pixels, d.size) for p, d in zip(results, images.decoded)]
     if want_png:

@@ -70,6 +70,8 @@ class ModelOut(BaseModel):
     input_shape: list[int] = Field(description="(C, H, W)")
     calibration: dict = Field(description="mu, sigma, n and the histogram of the clean reconstruction error")
     purification_defaults: dict
+    preprocessing: dict | None = Field(description="resize (shorter side), crop, interpolation applied to uploads "
+                                                   "of any size; null: uploads must be at input_shape")
     metrics: dict = Field(description="test metrics recorded in the bundle")
 
 

@@ -47,6 +47,14 @@ def test_a_photo_of_any_size_and_aspect_is_classified(photo_client, size):
     assert len(result["probabilities"]) == 12 and result["label"].startswith("photo class ")
 
 
+def test_models_shows_the_preprocessing_and_classify_the_top_5(photo_client):
+    model = photo_client.get("/models").json()["models"][0]
+    assert model["preprocessing"] == {"resize": 36, "crop": 32, "interpolation": "bicubic"}
+    answer = photo_client.post("/classify?model=photo", files=_files(png_bytes(_photo(64, 48), "JPEG")))
+    top5 = answer.json()["results"][0]["top5"]
+    assert len(top5) == 5 and [t["probability"] for t in top5] == sorted((t["probability"] for t in top5), reverse=True)
+
+
 def test_purify_returns_the_crop_at_the_models_size(photo_client):
     answer = photo_client.post("/purify?model=photo", files=_files(png_bytes(_photo(640, 480), "WEBP")),
                                headers={"Accept": "image/png"})

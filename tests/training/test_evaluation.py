@@ -60,7 +60,7 @@ def test_clean_accuracy_counts_the_last_partial_batch(tiny_models_dir, seven_ima
     config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("fgsm",), samples=None,
                               batch_size=3, epsilons=(0.1,), out=str(tmp_path))
     summary = run_evaluation(config, lambda done, total: seen.append((done, total)), data=seven_images)
-    assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]  # batches of 3, 3 and 1
+    assert seen == [(0, 7), (3, 7), (6, 7), (7, 7)]  # images, after batches of 3, 3 and 1
     clean = {c["defence"]: c for c in summary["cells"] if c["attack"] == "clean"}
     assert (clean["none"]["correct"], clean["none"]["total"]) == (3, 7)
     assert clean["none"]["accuracy"] == pytest.approx(3 / 7)
@@ -86,11 +86,21 @@ def test_cli_builds_the_config_and_runs(tiny_models_dir, seven_images, tmp_path,
     config = evaluate.config_from_args(args)
     assert config.epsilons == (0.05, 0.1) and config.purify == {"n": 2} and not config.quantize
     assert config.samples is None and config.compare == ("A", "D")
-    monkeypatch.setattr(evaluate, "run_evaluation",
-                        lambda cfg, progress, resume: run_evaluation(cfg, progress, data=seven_images, resume=resume))
+    _with_data(monkeypatch, seven_images)
     assert evaluate.run(args) == 0
     assert (tmp_path / "accuracy_vs_epsilon.png").is_file()
-    assert "adaptive" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "adaptive" in out.out
+    assert "7 test images x 2 epsilon(s)" in out.out and "defences: none, direct, A, D, E" in out.out
+    assert '"variant": "E"' in out.out and '"n": 2' in out.out
+    assert "work: 308 attack steps" in out.out  # counter-a: 7 images x 22 BIM steps x 2 epsilons
+    assert "estimate: about" in out.out + out.err
+
+
+def _with_data(monkeypatch, data) -> None:
+    """Make the CLI's runs use ``data`` instead of the bundle's test split."""
+    monkeypatch.setattr(evaluate, "run_evaluation", lambda cfg, progress, resume, announce: run_evaluation(
+        cfg, progress, data=data, resume=resume, announce=announce))
 
 
 class Stop(Exception):
@@ -110,18 +120,20 @@ def test_a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one(tiny_models
     whole = Evaluation(config, seven_images)
     whole_summary = whole.run()
 
-    def stop_after_two(done: int, total: int) -> None:
-        if done == 2:
+    # attack steps: per batch, its images x 2 steps x 2 purifying defences (direct, F) that PGD-EOT targets
+    def stop_in_the_second_batch(done: int, total: int) -> None:
+        assert total == 2 * 7 * 2 * 2
+        if done == 24:  # after the second batch's last attack, before its checkpoint
             raise Stop
 
     stopped = replace(config, out=str(tmp_path / "b"))
     with pytest.raises(Stop):
-        run_evaluation(stopped, stop_after_two, data=seven_images)
+        run_evaluation(stopped, stop_in_the_second_batch, data=seven_images)
     assert (tmp_path / "b" / "checkpoint.safetensors").is_file()
     seen = []
     resumed = Evaluation(stopped, seven_images)
     summary = resumed.run(lambda done, total: seen.append(done), resume=True)
-    assert seen == [2, 3, 4, 5, 6]  # 2 epsilons x 3 batches, the first two not run again
+    assert seen == [12, 18, 24, 26, 28, 34, 40, 46, 52, 54, 56]  # from the checkpoint of the first batch on
     assert _outcome(summary) == _outcome(whole_summary)
     # the purifier's errors on the attacked images of the third batch depend on the attacks' random draws
     assert dict(resumed.artifacts.errors) == dict(whole.artifacts.errors)
@@ -141,7 +153,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tiny_models_dir, seven_im
                               batch_size=3, out=str(tmp_path))
 
     def stop(done: int, total: int) -> None:
-        if done == 1:
+        if done == 3:  # images: after the first batch
             raise Stop
 
     with pytest.raises(Stop):
@@ -151,22 +163,110 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tiny_models_dir, seven_im
     assert _outcome(run_evaluation(config, data=seven_images))  # without --resume: starts over
 
 
-def test_the_cli_says_what_to_fix_instead_of_a_traceback(tiny_models_dir, seven_images, tmp_path):
+def _cli(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     evaluate.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def _one_error_line(capsys, words: str) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("apudae evaluate: error: ") and words in err, err
+    return err
+
+
+def test_the_cli_says_what_to_fix_instead_of_a_traceback(tiny_models_dir, seven_images, tmp_path, capsys):
     common = ["--bundle", str(tiny_models_dir / "tiny"), "--samples", "0", "--batch-size", "3", "--out", str(tmp_path)]
-    with pytest.raises(SystemExit, match="apudae evaluate: error: unknown attacks"):
-        evaluate.run(parser.parse_args([*common, "--attacks", "nope"]))
+    assert evaluate.run(_cli(*common, "--attacks", "nope")) == 2
+    _one_error_line(capsys, "unknown attacks")
 
     def stop(done: int, total: int) -> None:
-        if done == 1:
+        if done == 3:
             raise Stop
 
     with pytest.raises(Stop):
-        run_evaluation(evaluate.config_from_args(parser.parse_args([*common, "--attacks", "random"])), stop,
-                       data=seven_images)
-    with pytest.raises(SystemExit, match="other settings \\(seed\\)"):
-        evaluate.run(parser.parse_args([*common, "--attacks", "random", "--seed", "1", "--resume"]))
+        run_evaluation(evaluate.config_from_args(_cli(*common, "--attacks", "random")), stop, data=seven_images)
+    assert evaluate.run(_cli(*common, "--attacks", "random", "--seed", "1", "--resume")) == 2
+    _one_error_line(capsys, "other settings (seed)")
+
+
+def test_a_missing_data_directory_is_one_line_and_exit_code_2(tiny_models_dir, tmp_path, capsys):
+    assert evaluate.run(_cli("--bundle", str(tiny_models_dir / "tiny"), "--data-dir", str(tmp_path / "nope"),
+                             "--out", str(tmp_path / "out"))) == 2
+    _one_error_line(capsys, f"data directory {tmp_path / 'nope'} does not exist")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_data_set_missing_from_the_data_directory_is_one_line(tmp_path, capsys):
+    from conftest import REPO
+
+    (tmp_path / "data").mkdir()
+    assert evaluate.run(_cli("--bundle", str(REPO / "models" / "mnist"), "--data-dir", str(tmp_path / "data"),
+                             "--device", "cpu", "--out", str(tmp_path / "out"))) == 2
+    _one_error_line(capsys, "mnist not found: looked in")
+
+
+def test_a_missing_bundle_is_one_line(tmp_path, capsys):
+    assert evaluate.run(_cli("--bundle", str(tmp_path / "no-bundle"), "--out", str(tmp_path / "out"))) == 2
+    _one_error_line(capsys, "not a bundle")
+
+
+def test_an_earlier_runs_results_are_never_overwritten(tiny_models_dir, seven_images, tmp_path, monkeypatch,
+                                                        capsys):
+    _with_data(monkeypatch, seven_images)
+    args = ["--bundle", str(tiny_models_dir / "tiny"), "--attacks", "random", "--samples", "0", "--batch-size", "3",
+            "--out", str(tmp_path)]
+    assert evaluate.run(_cli(*args)) == 0
+    first = (tmp_path / "results.json").read_text()
+    capsys.readouterr()
+    for again in (args, [*args, "--seed", "1"], [*args, "--resume"]):
+        assert evaluate.run(_cli(*again)) == 2
+        _one_error_line(capsys, f"{tmp_path} already holds the results of an earlier run")
+    assert (tmp_path / "results.json").read_text() == first
+
+
+def test_an_unfinished_run_is_continued_only_with_resume(tiny_models_dir, seven_images, tmp_path, monkeypatch,
+                                                         capsys):
+    _with_data(monkeypatch, seven_images)
+    args = ["--bundle", str(tiny_models_dir / "tiny"), "--attacks", "random", "--samples", "0", "--batch-size", "3",
+            "--out", str(tmp_path)]
+
+    def stop(done: int, total: int) -> None:
+        if done == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_evaluation(evaluate.config_from_args(_cli(*args)), stop, data=seven_images)
+    assert evaluate.run(_cli(*args)) == 2
+    _one_error_line(capsys, "holds an unfinished run (checkpoint.safetensors); continue it with --resume")
+    assert evaluate.run(_cli(*args, "--resume")) == 0
+    assert (tmp_path / "results.json").is_file() and not (tmp_path / "checkpoint.safetensors").exists()
+
+
+def test_the_progress_counts_images_with_an_estimate_after_the_first_batch(tiny_models_dir, seven_images,
+                                                                          tmp_path, monkeypatch, capsys):
+    _with_data(monkeypatch, seven_images)
+    assert evaluate.run(_cli("--bundle", str(tiny_models_dir / "tiny"), "--attacks", "random,fgsm", "--samples", "0",
+                             "--batch-size", "3", "--out", str(tmp_path))) == 0
+    out = capsys.readouterr()
+    settings_at = out.out.index("evaluate bundle tiny (tiny): 7 test images x 1 epsilon(s) [0.1], batches of 3")
+    assert "work: 7 images" in out.out and "attacks: random, fgsm" in out.out
+    assert settings_at < out.out.index("estimate: about")
+    assert "the first 3 images took" in out.out and "7/7" in out.err and "image/s" in out.err
+
+
+def test_help_shows_every_default(capsys):
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    for default in ("(default: 1000)", "(default: 250)", "(default: results/evaluate)", "(default: 0)",
+                    "(default: [0.1])", "(default: random,fgsm,r-fgsm,bim,pgd,cw)"):
+        assert default in text, default
+    options = [a for a in parser._actions if a.option_strings and not a.required and a.dest != "help"]
+    for action in options:
+        help_text = " ".join(parser._get_formatter()._expand_help(action).split())
+        assert "(default: " in help_text and "(default: None)" not in help_text, action.dest
 
 
 def test_config_rejects_unknown_names(tiny_models_dir):
@@ -266,3 +366,20 @@ def test_tune_prints_each_point_its_compared_entries_direct_and_no_defence(tiny_
                                         "| direct", "| none"]
     assert rows[-1][1] == "0.429"  # the undefended classifier is right on 3 of the 7 clean images
     assert rows[2][1:] == rows[4][1:]  # the compared entry does not depend on the point's variant
+
+
+def test_accuracy_shows_progress_and_counts_every_image(tiny_models_dir, seven_images, monkeypatch, capsys):
+    from tqdm import tqdm
+
+    from apudae.training import accuracy as accuracy_command
+    from apudae.training.loops import accuracy
+
+    monkeypatch.setattr(accuracy_command, "load_dataset", lambda name, split, data_dir=None: seven_images)
+    monkeypatch.setattr(accuracy_command, "PROGRESS_CHUNK", 3)  # chunks of 3, 3 and 1
+    monkeypatch.setattr(accuracy_command, "tqdm", lambda **kw: tqdm(**{**kw, "mininterval": 0, "leave": True}))
+    assert accuracy_command.run(argparse.Namespace(models_dir=str(tiny_models_dir), data_dir=None)) == 0
+    out = capsys.readouterr()
+    (line,) = out.out.splitlines()
+    expected = accuracy(load_bundle(tiny_models_dir / "tiny").classifier, seven_images)
+    assert json.loads(line)["clean_test_accuracy"] == round(expected, 4) == round(3 / 7, 4)
+    assert "accuracy tiny" in out.err and "3/7" in out.err and "7/7" in out.err and "image/s" in out.err

@@ -12,6 +12,7 @@ left correctly classified: AutoAttack's robust accuracy.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -92,6 +93,8 @@ class Evaluation:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.tally, self.artifacts = Tally(), Artifacts()
         self.attack_settings: dict[str, dict] = {}
+        self._progress: Progress | None = None
+        self._step_units, self._done, self._total = False, 0, 0
 
     def rows(self) -> torch.Tensor:
         """Indices of the evaluated test images: a seeded random subset (all of them when samples is None)."""
@@ -99,34 +102,81 @@ class Evaluation:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed))
         return order[: min(self.config.samples or n, n)]
 
+    def attacks(self) -> dict[float, list[Attack]]:
+        """The attacks of the run, per epsilon."""
+        cfg = self.config
+        return {epsilon: [a for name in cfg.attacks for a in build_attacks(
+            name, epsilon, cfg.adaptive_steps, cfg.adaptive_eot, cfg.reduced_reason)] for epsilon in cfg.epsilons}
+
+    def _adaptive_steps(self, attack: Attack) -> int:
+        """The attack steps one image costs ``attack`` in a batch: its steps times the defences it targets one
+        by one; 0 for a grey-box attack."""
+        if attack.threat_model != ADAPTIVE:
+            return 0
+        groups = sum(d.settings is not None for d in self.defences) if attack.attacks_defence else 1
+        return int(getattr(attack, "steps", 1)) * groups
+
+    def plan(self) -> dict:
+        """What the run will do, before it starts: images, epsilons, defences, each attack's settings, and
+        the unit of its progress with the total of them. The unit is "image" (each image counted once per
+        epsilon, after its batch), or "attack step" when the run has adaptive attacks: an image through one
+        step of one adaptive attack against one defence, counted after each attack (the grey-box attacks
+        are quick next to them)."""
+        attacks = self.attacks()
+        images = len(self.rows())
+        steps = sum(self._adaptive_steps(a) for built in attacks.values() for a in built)
+        return {"bundle": self.bundle.name, "dataset": self.bundle.meta.get("provenance", {}).get("dataset"),
+                "images": images, "epsilons": list(self.config.epsilons), "batch_size": self.config.batch_size,
+                "device": str(self.device), "purification": {**vars(self.settings), "scale": list(self.settings.scale)},
+                "defences": [d.name for d in self.defences],
+                "attacks": {a.name: a.settings() for built in attacks.values() for a in built},
+                "unit": "attack step" if steps else "image",
+                "total": images * steps if steps else images * len(self.config.epsilons)}
+
+    def _units(self, attacks: list[Attack], images: int) -> int:
+        """The progress units of one batch of ``images`` under ``attacks`` (see ``plan``)."""
+        steps = sum(self._adaptive_steps(a) for a in attacks)
+        return images * steps if self._step_units else images
+
     def run(self, progress: Progress | None = None, resume: bool = False) -> dict:
         """Every (epsilon, batch) in turn; with ``config.out`` set, the state after each batch is saved there
-        and ``resume`` continues a run from it (``training.evaluation.resume``)."""
+        and ``resume`` continues a run from it (``training.evaluation.resume``). ``progress(done, total)``
+        counts the units of ``plan()``: at the start, and after each batch (after each adaptive attack, in
+        attack steps)."""
         cfg = self.config
         batches = list(self.rows().split(cfg.batch_size))
-        attacks = {epsilon: [a for name in cfg.attacks for a in build_attacks(
-            name, epsilon, cfg.adaptive_steps, cfg.adaptive_eot, cfg.reduced_reason)] for epsilon in cfg.epsilons}
+        attacks = self.attacks()
         for built in attacks.values():
             self.attack_settings.update({a.name: a.settings() for a in built})
+        self._step_units = any(self._adaptive_steps(a) for built in attacks.values() for a in built)
         steps = [(epsilon, rows) for epsilon in cfg.epsilons for rows in batches]
+        ends = list(itertools.accumulate(self._units(attacks[epsilon], len(rows)) for epsilon, rows in steps))
+        self._progress, self._total = progress, ends[-1] if ends else 0
         saved = load_progress(cfg.out, cfg.to_dict()) if resume and cfg.out else None
         done, earlier_seconds = self._restore(saved) if saved else (0, 0.0)
         start = time.perf_counter() - earlier_seconds
-        if progress is not None:
-            progress(done, len(steps))
+        self._done = ends[done - 1] if done else 0
+        self._report(0)
         for epsilon, rows in steps[done:]:
             x = self.data.images[rows].to(self.device).float() / 255
             self._batch(epsilon, attacks[epsilon], x, self.data.labels[rows].to(self.device))
             done += 1
             if cfg.out:
                 self._save(done, time.perf_counter() - start)
-            if progress is not None:
-                progress(done, len(steps))
+            self._done = ends[done - 1]
+            if not self._step_units:  # attack steps were reported as each attack finished
+                self._report(0)
         return {"config": cfg.to_dict(), "bundle": self.bundle.name, "dataset": self.bundle.meta.get("provenance"),
                 "purification": {**vars(self.settings), "scale": list(self.settings.scale)},
                 "defences": [d.name for d in self.defences], "attacks": self.attack_settings,
                 "samples": int(min(cfg.samples or len(self.data), len(self.data))),
                 "wall_seconds": time.perf_counter() - start, "cells": self.tally.to_list()}
+
+    def _report(self, units: int) -> None:
+        """Add ``units`` of work done and tell the progress callback."""
+        self._done += units
+        if self._progress is not None:
+            self._progress(self._done, self._total)
 
     def _save(self, done: int, seconds: float) -> None:
         save_progress(self.config.out, {
@@ -169,6 +219,8 @@ class Evaluation:
         began = time.perf_counter()
         adv = attack.generate(target, x, y)
         seconds = time.perf_counter() - began
+        if self._step_units and attack.threat_model == ADAPTIVE:
+            self._report(len(x) * int(getattr(attack, "steps", 1)))
         if self.config.quantize:
             adv = adv.mul(255).round().div(255)
         return self._score(epsilon, attack.name, attack.threat_model, defences, adv, y, seconds)
@@ -205,13 +257,17 @@ class Evaluation:
 
 
 def run_evaluation(config: EvaluationConfig, progress_callback: Progress | None = None,
-                   data: ImageSet | None = None, resume: bool = False) -> dict:
+                   data: ImageSet | None = None, resume: bool = False,
+                   announce: Callable[[dict], None] | None = None) -> dict:
     """Run ``config`` and return its JSON-ready summary (``cells``: one dict per (epsilon, defence, attack)
     with correct, total, accuracy, ci95, seconds per image, purification steps per image, threat_model).
     When ``config.out`` is set, also writes results.json, results.md and the plots there (paths under ``files``),
     and a checkpoint after every batch that ``resume`` continues from (removed once the results are written).
-    ``progress_callback(done, total)`` is called at the start and after each batch; ``data`` replaces the test split."""
+    ``announce(plan)`` is called once the bundle and data are loaded, before any work (``Evaluation.plan``);
+    ``progress_callback(done, total)`` counts the plan's units; ``data`` replaces the test split."""
     evaluation = Evaluation(config, data)
+    if announce is not None:
+        announce(evaluation.plan())
     summary = evaluation.run(progress_callback, resume)
     if config.out:
         from apudae.training.evaluation.report import write_outputs

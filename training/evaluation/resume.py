@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 CHECKPOINT = "checkpoint.safetensors"
+RESULTS = ("results.json", "results.md")  # what a finished run leaves in its output directory (report.py)
 TENSOR = "tensor"  # {"tensor": key} stands for a tensor in the JSON half of a checkpoint
 
 
@@ -80,6 +81,23 @@ def load_progress(out: str | Path, config: dict) -> dict | None:
         raise ValueError(f"{path} belongs to a run with other settings ({', '.join(differing)}): resume it with "
                          f"the same settings, or start the run over (without --resume, or as a new job)")
     return state
+
+
+def refuse_overwrite(out: str | Path | None, resume: bool) -> None:
+    """Raise ValueError when a run into ``out`` would overwrite an earlier run's output: its results, or,
+    unless ``resume``, its unfinished checkpoint. A run continued with ``resume`` must have a checkpoint
+    to continue when ``out`` holds results."""
+    if out is None:
+        return
+    out = Path(out)
+    results = [name for name in RESULTS if (out / name).exists()]
+    unfinished = (out / CHECKPOINT).is_file()
+    if results and not (resume and unfinished):
+        raise ValueError(f"{out} already holds the results of an earlier run ({', '.join(results)}); "
+                         "give another --out, or move them away first")
+    if unfinished and not resume:
+        raise ValueError(f"{out} holds an unfinished run ({CHECKPOINT}); continue it with --resume, "
+                         "or give another --out")
 
 
 def clear_progress(out: str | Path) -> None:

@@ -19,12 +19,15 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per setting; each overrides its APUDAE_* environment variable."""
+    """One option per setting; each overrides its APUDAE_* environment variable. A setting whose description
+    says its default in words shows that; otherwise the help ends with its default value ("unset" for None)."""
     for name, field in Settings.model_fields.items():
         option = "--" + name.replace("_", "-")
         env = f"APUDAE_{name.upper()}"
-        parser.add_argument(option, dest=name, default=None, metavar=name.split("_")[-1].upper(),
-                            help=f"{field.description} (env {env}; default {field.default})")
+        shown = "" if "default" in field.description else f"; default {'unset' if field.default is None else field.default}"
+        metavar = "true|false" if field.annotation is bool else name.split("_")[-1].upper()
+        parser.add_argument(option, dest=name, default=None, metavar=metavar,
+                            help=f"{field.description} (env {env}{shown})")
 
 
 class _Server(uvicorn.Server):

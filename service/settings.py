@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="APUDAE_", extra="forbid")
 
     model_dir: Path = Field(Path("models"), description="directory holding one sub-directory per bundle")
-    default_model: str | None = Field(None, description="model used when a request names none (default: mnist when loaded, else the first loaded)")
+    default_model: str | None = Field(None, description="model used when a request names none (default: mnist when "
+                                            "loaded, else the first bundle loaded, by directory name)")
     device: str = Field("auto", description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="purification loop precision: fp32, bf16 autocast, or auto: bf16 on CPUs with "
@@ -43,7 +44,7 @@ class Settings(BaseSettings):
     eval_dir: Path = Field(Path("evaluations"), description="where /evaluate jobs and their results are written")
     eval_max_samples: PositiveInt = Field(1000, description="largest sample count an /evaluate job may ask for")
     shutdown_grace: PositiveFloat = Field(30.0, description="seconds to finish accepted requests on shutdown")
-    log_level: str = Field("info", description="debug, info, warning or error")
+    log_level: str = Field("info", description="debug, info, warning or error (the access log is at info)")
     access_log: bool = Field(True, description="one line per request on the apudae.access logger, at info level "
                              "(method, path without query, status, latency, request id, model); false turns it off")
 

@@ -177,3 +177,35 @@ def test_classify_answers_the_top5_of_a_bundle_with_more_than_ten_classes(photo_
             assert [t["probability"] for t in top] == sorted((probabilities[i] for i in expected), reverse=True)
             assert all(t["label"] == f"photo class {t['class_index']}" for t in top)
             assert (top[0]["class_index"], top[0]["label"]) == (result["class_index"], result["label"])
+
+
+def test_serve_help_says_each_default_once_and_as_the_code_does(capsys):
+    import argparse
+
+    from apudae.service.serve import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    assert "default None" not in text
+    assert "(default: mnist when loaded, else the first bundle loaded, by directory name)" in text
+    assert "--access-log true|false" in text and "APUDAE_ACCESS_LOG; default True" in text
+    assert "APUDAE_ADMIN_TOKEN; default unset" in text
+
+
+def test_the_default_model_is_mnist_when_loaded_else_the_first_by_directory_name(tmp_path):
+    from conftest import write_tiny_bundle
+
+    for name in ("zeta", "alpha"):
+        write_tiny_bundle(tmp_path / "one" / name, name=name)
+    write_tiny_bundle(tmp_path / "two" / "zz", name="mnist")
+    write_tiny_bundle(tmp_path / "two" / "aa", name="aa")
+    for models, default in ((tmp_path / "one", "alpha"), (tmp_path / "two", "mnist")):
+        settings = Settings(model_dir=models, device="cpu", eval_dir=tmp_path / "evaluations")
+        with TestClient(create_app(settings)) as test_client:
+            assert test_client.get("/models").json()["default"] == default
+
+
+def test_a_method_the_route_does_not_take_is_405_in_the_error_format(client):
+    answer = client.get("/classify")
+    assert answer.status_code == 405 and set(answer.json()) == {"detail"}

@@ -6,7 +6,7 @@ logits. Normalisation is inside the graph: ``wrap_normalisation`` prepends ``(x 
 graph that expects normalised input.
 
 The service runs the ONNX file itself (onnxruntime). The attacks and the evaluation need gradients,
-so ``differentiable_copy`` rebuilds the graph as a ``torch.nn.Module`` with onnx2torch (no pickle: the
+so ``differentiable_copy`` rebuilds the graph as a ``torch.nn.Module`` with onnx2torch (never pickle: the
 weights come from the graph's initializers) and checks its logits against onnxruntime.
 """
 from __future__ import annotations

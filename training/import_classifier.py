@@ -2,7 +2,7 @@
 
 From an ONNX file (``--onnx model.onnx``) or from PyTorch code plus weights (``--torch
 package.module:factory`` with ``--weights file.pth``; the weights are read once with
-``torch.load(weights_only=True)``, written as safetensors, and the module is exported to ONNX).
+torch's weights-only loader, written as safetensors, and the module is exported to ONNX).
 Either way the result is ``<workdir>/classifier.onnx`` meeting the bundle contract (float32 NCHW in
 [0, 1] -> logits; ``--mean``/``--std`` wrap a graph that expects normalised input) and
 ``<workdir>/imported_classifier.json`` with the class names, input shape, preprocessing, the source's

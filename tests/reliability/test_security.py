@@ -91,7 +91,10 @@ def test_no_pickle_loader_in_the_source_tree():
             for folder in ("service", "models", "training") for path in sorted((REPO / folder).rglob("*.py"))
             for number, line in enumerate(path.read_text().splitlines(), 1)
             if pattern.search(line) and "never pickle" not in line and "without pickle" not in line]
-    assert hits == []
+    # the one allowed reader: the one-time import of a user's PyTorch weights, with weights_only=True
+    one_time_import = [hit for hit in hits if hit.startswith("training/import_classifier.py:")]
+    assert len(one_time_import) == 1 and "torch.load(" in one_time_import[0] and "weights_only=True" in one_time_import[0]
+    assert [hit for hit in hits if hit not in one_time_import] == []
 
 
 def test_loading_and_serving_never_unpickles(tiny_models_dir, make_settings, monkeypatch):

@@ -1,4 +1,4 @@
-"""CUDA numerics for purification: repeatable results, whatever the batch (issue 3, item 2)."""
+"""CUDA numerics for purification: repeatable results, whatever the batch."""
 from __future__ import annotations
 
 import torch
@@ -9,11 +9,10 @@ def make_cuda_reproducible(device: torch.device) -> None:
     TF32) in convolutions and matrix products; elsewhere do nothing.
 
     Why: the sign step of eq. 9-13 turns any rounding difference in the gradient into a whole step of
-    alpha, so with PyTorch's defaults (cuDNN picks algorithms per run and per batch size, and runs fp32
-    convolutions in TF32) the same seed twice and a batch against its images one at a time differed by
-    up to 0.094 per pixel on the CIFAR-10 bundle (100 test images, NVIDIA H200, 2026-11-28). With these
-    settings both differences were 0, and the reconstruction error matched the CPU's to 7e-7 (relative;
-    3e-4 to 7e-4 with TF32). Process-wide: these are torch's global backend switches.
+    alpha. With PyTorch's defaults cuDNN picks algorithms per run and per batch size and runs fp32
+    convolutions in TF32, so the same seed twice, or a batch against its images one at a time, can give
+    different purified images; with these switches they give the same ones. Process-wide: these are
+    torch's global backend switches.
     """
     if device.type != "cuda":
         return

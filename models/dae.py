@@ -74,12 +74,14 @@ class DenoisingAutoEncoder(nn.Module):
         return torch.sigmoid(self.head(h))
 
 
-def reconstruction_error(dae: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Per-image reconstruction error, eq. 7 averaged over pixels.
+def reconstruction_error(dae: nn.Module, x: torch.Tensor, dae_input: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image reconstruction error, dist of eq. 7 averaged over pixels: mean over c, H, W of
+    (x - DAE(dae_input))^2, ``dae_input`` defaulting to x (the purifier's F/G feed the DAE a noisy x).
 
-    x: (B, c, H, W) in [0, 1]. Returns (B,) = mean over c, H, W of (x - DAE(x))^2.
+    x, dae_input: (B, c, H, W) in [0, 1] -> (B,). Per-image means keep images independent (BatchNorm is
+    in eval mode).
     """
-    return (x - dae(x)).pow(2).flatten(1).mean(dim=1)
+    return (x - dae(x if dae_input is None else dae_input)).pow(2).flatten(1).mean(dim=1)
 
 
 def add_training_noise(x: torch.Tensor, sigma_max: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -49,7 +49,8 @@ def accuracy(model: torch.nn.Module, data: ImageSet, batch_size: int = 500) -> f
 
 @torch.no_grad()
 def per_image_errors(dae: torch.nn.Module, data: ImageSet, batch_size: int = 500) -> torch.Tensor:
-    """eq. 7 error of every image of ``data`` under ``dae`` (eval mode): (N,) float32."""
+    """``reconstruction_error`` (eq. 7) of every image of ``data`` under ``dae`` (eval mode), in batches of
+    ``batch_size``: (N,) float32."""
     dae.eval()
     chunks = [reconstruction_error(dae, data.images[i:i + batch_size].float() / 255)
               for i in range(0, len(data), batch_size)]

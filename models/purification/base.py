@@ -13,16 +13,9 @@ import torch
 from torch import nn
 
 from apudae.models.calibration import Calibration
+from apudae.models.dae import reconstruction_error
 from apudae.models.purification.randomness import NoiseSource
 from apudae.models.purification.settings import PurificationResult, PurifySettings
-
-
-def per_image_error(dae: nn.Module, x: torch.Tensor, dae_input: torch.Tensor | None = None) -> torch.Tensor:
-    """dist of eq. 7 per image: mean over pixels of (x - DAE(dae_input))^2, dae_input defaulting to x.
-
-    x: (B, C, H, W) -> (B,). Per-image sums keep images independent (BatchNorm is in eval mode).
-    """
-    return (x - dae(x if dae_input is None else dae_input)).pow(2).flatten(1).mean(dim=1)
 
 
 class Purifier:
@@ -41,14 +34,14 @@ class Purifier:
         """Purify ``images`` (B, C, H, W) in [0, 1] without building a graph; see ``PurificationResult``."""
         x = images.detach().clone().float()
         with torch.no_grad():
-            before = per_image_error(self.dae, x)
+            before = reconstruction_error(self.dae, x)
         out, steps = self.run(x, error=before, noise=noise)
         out = out.detach().to(x.dtype)  # float32 even when the DAE output itself is the result (direct, autocast)
         after = before.clone()
         changed = (steps > 0) | self.always_changes
         if changed.any():
             with torch.no_grad():
-                after[changed] = per_image_error(self.dae, out[changed])
+                after[changed] = reconstruction_error(self.dae, out[changed])
         return PurificationResult(out, before, after, steps)
 
     #: True when the output differs from the input even after zero steps (direct, G's transform)
@@ -89,7 +82,7 @@ class IterativePurifier(Purifier):
         start = self.start(x, noise)
         if error is None or start is not x:  # G's transform moved the start: its error is new
             with torch.no_grad():
-                error = per_image_error(self.dae, start)
+                error = reconstruction_error(self.dae, start)
         x = start
         active = self.loss(error) > 0  # images already done take no step
         beta = self.settings.beta if self.uses_momentum else 0.0
@@ -104,7 +97,7 @@ class IterativePurifier(Purifier):
             sub = x if whole else x.index_select(0, rows)
             if not (differentiable and sub.requires_grad):
                 sub = sub.detach().requires_grad_(True)
-            dist = per_image_error(self.dae, sub, self.dae_input(sub, rows, noise))
+            dist = reconstruction_error(self.dae, sub, self.dae_input(sub, rows, noise))
             loss = self.loss(dist)
             moving = (loss > 0).detach()
             if self.settings.carry and beta > 0:  # eq. 9-13: a nonzero momentum keeps moving the image

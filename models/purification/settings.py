@@ -5,6 +5,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
+#: the paper's purification variants; ``variants.PURIFIERS`` maps each to its class
 VARIANTS: tuple[str, ...] = ("direct", "A", "B", "C", "D", "E", "F", "G")
 STEP_RULES: tuple[str, ...] = ("sign", "linf")
 

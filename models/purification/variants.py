@@ -8,6 +8,7 @@ import torch
 
 from apudae.models.purification.base import IterativePurifier, Purifier
 from apudae.models.purification.randomness import NoiseSource, random_resize_rotate
+from apudae.models.purification.settings import VARIANTS
 
 
 class Direct(Purifier):
@@ -78,7 +79,7 @@ class TransformedNoisyTarget(NoisyTarget):
         return random_resize_rotate(x, noise, self.settings.scale, self.settings.rotation)
 
 
-PURIFIERS: dict[str, type[Purifier]] = {
-    "direct": Direct, "A": FixedSteps, "B": Momentum, "C": ErrorScaledStep, "D": TargetDistribution,
-    "E": TargetAboveMu, "F": NoisyTarget, "G": TransformedNoisyTarget,
-}
+#: variant name -> its class, one class per name of ``VARIANTS`` in the same order
+PURIFIERS: dict[str, type[Purifier]] = dict(zip(VARIANTS, (
+    Direct, FixedSteps, Momentum, ErrorScaledStep, TargetDistribution, TargetAboveMu, NoisyTarget,
+    TransformedNoisyTarget), strict=True))

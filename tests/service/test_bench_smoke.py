@@ -11,8 +11,9 @@ import torch
 
 import apudae.training.bench as bench
 from apudae.models.bundle import load_bundle
+from apudae.training.attacks.base import quantize_8bit
 from apudae.training.bench.engine_candidates import compare_candidates
-from apudae.training.bench.inputs import BenchImages, png_uploads, quantize
+from apudae.training.bench.inputs import BenchImages, png_uploads
 from apudae.training.bench.load import Target
 from apudae.training.bench.offline import SweepPlan
 from apudae.training.bench.report import _engine_candidates
@@ -71,7 +72,7 @@ def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
 def test_engine_candidates_report_accuracy_and_speed(tiny_models_dir):
     runtime = ModelRuntime(load_bundle(tiny_models_dir / "tiny"), torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
-    clean = quantize(torch.rand(4, *runtime.bundle.input_shape, generator=generator))
+    clean = quantize_8bit(torch.rand(4, *runtime.bundle.input_shape, generator=generator))
     images = BenchImages(clean, clean, torch.randint(0, 10, (4,), generator=generator), 0.1, "random", "none")
     plan = SweepPlan((2,), 1, torch.device("cpu"))
     engine_dae = runtime.dae
@@ -94,7 +95,7 @@ def test_spread_and_percentile():
 def test_both_closed_loop_generators_count_answers_and_the_service_drains(tiny_models_dir):
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (.ci/run installs it): only the Python generator can run")
-    images = quantize(torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+    images = quantize_8bit(torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
     uploads = png_uploads(images)
     plan = ServePlan((2,), (), 1.0, 1, 2, 0.005, 16)
     with running_service(tiny_models_dir / "tiny", 2, plan, 1) as base:

@@ -12,7 +12,7 @@ from apudae.models.calibration import Calibration
 from apudae.models.dae import DAEConfig, DenoisingAutoEncoder, reconstruction_error
 from apudae.models.purification import PurifySettings, purify, purify_unrolled
 from apudae.training.attacks import ADAPTIVE, ATTACKS, GREY_BOX, PGD, PGDEOT, AttackTarget, build_attacks
-from apudae.training.attacks.adaptive import DefendedClassifier
+from apudae.training.attacks.eot import DefendedClassifier
 
 
 class Linear(nn.Module):
@@ -122,7 +122,7 @@ def test_bim_step_count_follows_eq_3():
 @pytest.mark.parametrize("name, steps, eot", [("pgd-eot", 200, 20), ("bpda-eot", 200, 20), ("apgd-eot", 100, 20),
                                               ("apgd-ce", 100, 1)])
 def test_adaptive_attacks_default_to_the_field_standard(name, steps, eot):
-    """Without --adaptive-steps/--adaptive-eot every adaptive attack runs the full setting (issue 3, item 4);
+    """Without --adaptive-steps/--adaptive-eot every adaptive attack runs the full setting;
     the non-adaptive APGD-CE attacks the classifier alone, which has no randomness to average."""
     attack = build_attacks(name, 8 / 255)[0]
     assert (attack.steps, attack.eot) == (steps, eot)

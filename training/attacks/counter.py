@@ -9,19 +9,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from apudae.models.purification.base import per_image_error
-from apudae.training.attacks.base import ADAPTIVE, AttackTarget
-from apudae.training.attacks.classic import BIM
-from apudae.training.attacks.pgd import pgd_linf
+from apudae.models.dae import reconstruction_error
+from apudae.training.attacks.base import ADAPTIVE, Attack, AttackTarget
+from apudae.training.attacks.pgd import BIM, pgd_linf
+
+COUNTER_B_BETAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)  # beta of eq. 15 swept; the worst is reported
 
 
 @dataclass
 class CounterA(BIM):
     """eq. 14: BIM through classifier(DAE(X)), the DAE end to end standing in for the purification loop."""
 
-    def __post_init__(self):
-        super().__post_init__()
-        self.name, self.threat_model = "counter-a", ADAPTIVE
+    name, threat_model = "counter-a", ADAPTIVE
 
     def generate(self, target: AttackTarget, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return pgd_linf(lambda a: target.classifier(target.dae(a)), x, y, self.epsilon, self.alpha, self.steps,
@@ -36,15 +35,23 @@ class CounterB(BIM):
     alone); eq. 15 prints "+ beta"; we follow the text. The harness sweeps beta and reports the worst.
     """
 
+    name, threat_model = "counter-b", ADAPTIVE
+
     beta: float = 1.0
+
+    @classmethod
+    def build(cls, epsilon: float, steps: int | None = None, eot: int | None = None,
+              reason: str = "") -> list[Attack]:
+        """One attack per beta of ``COUNTER_B_BETAS``."""
+        return [cls(epsilon, beta=beta) for beta in COUNTER_B_BETAS]
 
     def __post_init__(self):
         super().__post_init__()
-        self.name, self.threat_model = f"counter-b(beta={self.beta:g})", ADAPTIVE
+        self.name = f"{type(self).name}(beta={self.beta:g})"  # each beta is its own row of the report
 
     def generate(self, target: AttackTarget, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         def objective(adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             ce = F.cross_entropy(target.classifier(adv), labels, reduction="none")
-            return (ce - self.beta * per_image_error(target.dae, adv)).sum()
+            return (ce - self.beta * reconstruction_error(target.dae, adv)).sum()
 
         return pgd_linf(None, x, y, self.epsilon, self.alpha, self.steps, random_start=False, loss=objective)

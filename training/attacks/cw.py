@@ -30,15 +30,14 @@ class CarliniWagnerL2(Attack):
     Shape: x (B, C, H, W) in [0, 1], y (B,) -> (B, C, H, W) in [0, 1] within eps.
     """
 
+    name = "cw"
+
     steps: int = 50
     search_steps: int = 3
     check_every: int = 10
     initial_c: float = 10.0
     lr: float = 0.1
     kappa: float = 0.0
-
-    def __post_init__(self):
-        self.name = "cw"
 
     def generate(self, target: AttackTarget, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = x.detach()

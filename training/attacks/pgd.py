@@ -1,10 +1,17 @@
-"""l_inf projected gradient descent (BIM/PGD, paper eq. 3; Madry et al. 2018)."""
+"""BIM and PGD (paper eq. 3; Madry et al. 2018): l_inf projected gradient ascent on the classifier, and
+``pgd_linf``, the loop itself, which the counter-attacks, the EOT attacks and adversarial training share.
+
+Shape: x (B, C, H, W) float in [0, 1], y (B,) int64 -> x_adv like x, within epsilon (l_inf) and [0, 1].
+"""
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
+
+from apudae.training.attacks.base import Attack, AttackTarget, project_linf
 
 
 def pgd_linf(
@@ -35,6 +42,39 @@ def pgd_linf(
         adv.requires_grad_(True)
         value = F.cross_entropy(model(adv), y) if loss is None else loss(adv, y)
         (grad,) = torch.autograd.grad(value, adv)
-        adv = adv.detach() + alpha * grad.sign()
-        adv = torch.min(torch.max(adv, x - epsilon), x + epsilon).clamp(0, 1)
+        adv = project_linf(adv.detach() + alpha * grad.sign(), x, epsilon)
     return adv.detach()
+
+
+@dataclass
+class BIM(Attack):
+    """eq. 3 from X_adv,0 = X with n = floor(2 eps / alpha + 2) steps; alpha defaults to eps / 10."""
+
+    name = "bim"
+    #: start from a uniform random point of the eps-ball instead of X (PGD)
+    random_start: ClassVar[bool] = False
+
+    alpha: float | None = None
+
+    def __post_init__(self):
+        if self.alpha is None:
+            self.alpha = self.epsilon / 10
+
+    @property
+    def steps(self) -> int:
+        return int(2 * self.epsilon / self.alpha + 2)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "random_start": self.random_start, "steps": self.steps}
+
+    def generate(self, target: AttackTarget, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return pgd_linf(target.classifier, x, y, self.epsilon, self.alpha, self.steps,
+                        random_start=self.random_start, generator=self.generator_on(target, x))
+
+
+@dataclass
+class PGD(BIM):
+    """PGD (Madry et al. 2018): eq. 3 from a uniform random point of the eps-ball."""
+
+    name = "pgd"
+    random_start = True

@@ -1,4 +1,4 @@
-"""``apudae bench``: the purifier and the served path against the machine's limits (issue 6).
+"""``apudae bench``: the purifier and the served path against the machine's limits.
 
 One run measures, in order: the machine and its peak rates (``machine``); per bundle the FLOPs of one
 purification per variant (``flops``), the bare-step floor, the loop and the engine per batch size on
@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--serve-batch-wait", type=float, default=0.005, help="service max batch wait, s (default: 0.005)")
     a("--serve-queue", type=int, default=256, help="service max queue size, images (default: 256)")
     a("--load-generator", choices=("auto", "wrk", "python"), default="auto", help="closed-loop load: wrk "
-      "(C, ~0.1 ms CPU per request), python (httpx clients, 6-15 ms) or auto: wrk when installed")
+      "(C, little CPU per request), python (httpx clients, more CPU per request) or auto: wrk when installed")
     a("--json", type=Path, default=Path("docs/performance.json"), help="JSON output")
     a("--markdown", type=Path, default=Path("docs/PERFORMANCE.md"), help="markdown output")
 

@@ -12,8 +12,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from apudae.models.bundle import Bundle
+from apudae.models.dae import reconstruction_error
 from apudae.models.purification import PurifySettings, purify
-from apudae.models.purification.base import per_image_error
 
 
 class _NoModuleTracking:
@@ -43,7 +43,7 @@ def dae_step(dae: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """One bare purification step: eq. 7's per-image error and its gradient w.r.t. the images."""
     with torch.inference_mode(False), torch.enable_grad():
         x = images.detach().clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(per_image_error(dae, x).sum(), x)
+        (grad,) = torch.autograd.grad(reconstruction_error(dae, x).sum(), x)
     return grad
 
 

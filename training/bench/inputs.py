@@ -15,6 +15,7 @@ import torch
 
 from apudae.models.bundle import Bundle
 from apudae.service.imaging import encode_png
+from apudae.training.attacks.base import quantize_8bit
 from apudae.training.attacks.pgd import pgd_linf
 from apudae.training.data import DataNotFoundError, load_dataset
 
@@ -45,11 +46,6 @@ class BenchImages:
                            self.attack)
 
 
-def quantize(images: torch.Tensor) -> torch.Tensor:
-    """Round [0, 1] images to the 256 levels of an 8-bit PNG."""
-    return images.clamp(0, 1).mul(255).round().div(255)
-
-
 def bench_images(bundle: Bundle, count: int, data_dir: str | None, seed: int = 0) -> BenchImages:
     """The first ``count`` test images of the bundle's data set and their PGD versions (see the module)."""
     dataset = bundle.meta.get("provenance", {}).get("dataset", "")
@@ -61,14 +57,14 @@ def bench_images(bundle: Bundle, count: int, data_dir: str | None, seed: int = 0
         source = f"first {len(labels)} {dataset} test images"
     except (DataNotFoundError, ValueError) as err:
         log.info("bundle %s: no test data (%s); using uniform random images", bundle.name, err)
-        clean = quantize(torch.rand(count, *bundle.input_shape, generator=generator))
+        clean = quantize_8bit(torch.rand(count, *bundle.input_shape, generator=generator))
         labels, source = None, f"{count} uniform random images (no {dataset or 'known'} test data)"
     if labels is None:
         signs = torch.randint(0, 2, clean.shape, generator=generator).float().mul(2).sub(1)
-        return BenchImages(clean, quantize(clean + epsilon * signs), None, epsilon, source,
+        return BenchImages(clean, quantize_8bit(clean + epsilon * signs), None, epsilon, source,
                            f"random sign noise ±{epsilon:.4g} per pixel, 8-bit")
-    adversarial = quantize(pgd_linf(bundle.classifier, clean, labels, epsilon, epsilon / 8, PGD_STEPS,
-                                    generator=generator))
+    adversarial = quantize_8bit(pgd_linf(bundle.classifier, clean, labels, epsilon, epsilon / 8, PGD_STEPS,
+                                         generator=generator))
     return BenchImages(clean, adversarial, labels, epsilon, source,
                        f"grey-box PGD-{PGD_STEPS} on the classifier, eps={epsilon:.4g}, step eps/8, random start, "
                        "seed 0, 8-bit")

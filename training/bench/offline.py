@@ -84,8 +84,8 @@ def loop_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchIma
     """``purify`` alone on adversarial batches, with its overhead over (its steps x the bare step).
 
     The bare step is timed right before each ``purify`` call, alternately, and each call's ratio is taken
-    against the step timed beside it: the machine's speed drifts by ~10% over a bench run (measured), as
-    much as the overhead being judged, and a floor timed minutes earlier would carry that drift into the
+    against the step timed beside it: the machine's speed can drift over a bench run by as much as the
+    overhead being judged, and a floor timed minutes earlier would carry that drift into the
     ratio. ``overhead_ratio`` is the median of the per-call ratios.
     """
     rows = []

@@ -1,4 +1,4 @@
-"""Issue 6's targets, checked against one bench result (the served bundle, its default variant)."""
+"""The performance targets, checked against one bench result (the served bundle, its default variant)."""
 from __future__ import annotations
 
 

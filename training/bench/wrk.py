@@ -1,11 +1,9 @@
 """Closed-loop load from wrk (https://github.com/wg/wrk), a C load generator, instead of Python clients.
 
 Why: on a small machine the load generator shares the cores with the service. The bench's Python
-clients (``load.closed_loop``, httpx) cost 6-15 ms of CPU per request — 0.2-0.4 of a core at 30
-requests/s, taken from a purifier that needs both cores; wrk costs 0.1-0.3 ms per request (measured:
-served MNIST throughput 38 images/s under wrk against 25-29 under the Python clients, same service,
-same run). wrk is closed-loop only, so the open-loop runs (``load.open_loop``) stay in Python; at half
-and 0.9 of saturation they send few enough requests that their cost is small.
+clients (``load.closed_loop``, httpx) spend far more CPU per request than wrk, CPU taken from the
+purifier beside them. wrk is closed-loop only, so the open-loop runs (``load.open_loop``) stay in
+Python; at half and 0.9 of saturation they send few enough requests that their cost is small.
 
 One wrk thread with ``clients`` connections posts the bench's PNG uploads in turn as
 ``multipart/form-data`` to ``/classify``; a Lua script counts 200, rejected (429/503) and other answers

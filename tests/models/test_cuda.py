@@ -12,7 +12,7 @@ from conftest import load_shipped
 from apudae.models.bundle import Bundle
 from apudae.models.cuda import make_cuda_reproducible
 from apudae.models.purification import PurifySettings, purify
-from apudae.training.attacks.adaptive import PGDEOT
+from apudae.training.attacks.eot import PGDEOT
 from apudae.training.attacks.base import AttackTarget
 
 SWITCHES = ((torch.backends.cudnn, "deterministic"), (torch.backends.cudnn, "benchmark"),

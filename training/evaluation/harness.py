@@ -25,6 +25,7 @@ from apudae.models.bundle import Bundle, load_bundle
 from apudae.models.cuda import make_cuda_reproducible
 from apudae.models.purification import VARIANTS, PurificationResult, PurifySettings, purify
 from apudae.training.attacks import ADAPTIVE, GREY_BOX, Attack, AttackTarget, build_attacks
+from apudae.training.attacks.base import quantize_8bit
 from apudae.training.data import ImageSet, load_dataset
 from apudae.training.evaluation.config import EvaluationConfig, compare_entry
 from apudae.training.evaluation.resume import clear_progress, load_progress, run_identity, save_progress
@@ -222,7 +223,7 @@ class Evaluation:
         if self._step_units and attack.threat_model == ADAPTIVE:
             self._report(len(x) * int(getattr(attack, "steps", 1)))
         if self.config.quantize:
-            adv = adv.mul(255).round().div(255)
+            adv = quantize_8bit(adv)
         return self._score(epsilon, attack.name, attack.threat_model, defences, adv, y, seconds)
 
     def _score(self, epsilon: float, attack: str, threat_model: str, defences: list[Defence],

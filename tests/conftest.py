@@ -41,18 +41,26 @@ def make_tiny_nets(seed: int = 0) -> tuple[DenoisingAutoEncoder, ImageClassifier
     return dae, classifier
 
 
+def _random_calibration(dae: DenoisingAutoEncoder, shape: tuple[int, int, int], count: int, data: str,
+                        dataset: str) -> tuple[Calibration, dict]:
+    """A calibration of ``dae`` on ``count`` seeded random images of ``shape`` and the provenance that says so."""
+    from apudae.training.provenance import machine_description
+
+    images = torch.rand(count, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        calibration = Calibration.from_errors(reconstruction_error(dae, images))
+    provenance = {"data": data, "dataset": dataset, "image_size": list(shape[1:]),
+                  "splits": {"train": 0, "holdout_calibration": count, "test": 0}, "epochs": {}, "wall_seconds": {},
+                  "seed": 0, "git_commit": "test", "machine": machine_description()}
+    return calibration, provenance
+
+
 def write_tiny_bundle(out: Path, name: str = "tiny") -> dict:
     """Write a valid bundle of tiny untrained nets to ``out``; returns its bundle.json."""
     from apudae.models.bundle import write_bundle
-    from apudae.training.provenance import machine_description
 
     dae, classifier = make_tiny_nets()
-    images = torch.rand(64, *TINY_SHAPE, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        calibration = Calibration.from_errors(reconstruction_error(dae, images))
-    provenance = {"data": "random test images", "dataset": "tiny", "image_size": list(TINY_SHAPE[1:]),
-                  "splits": {"train": 0, "holdout_calibration": 64, "test": 0}, "epochs": {}, "wall_seconds": {},
-                  "seed": 0, "git_commit": "test", "machine": machine_description()}
+    calibration, provenance = _random_calibration(dae, TINY_SHAPE, 64, "random test images", "tiny")
     purification = {"variant": "F", "n": 3, "alpha": 0.01, "beta": 0.9, "gamma": 0.05}
     return write_bundle(out, name, dae, classifier, calibration, [f"class {i}" for i in range(10)],
                         purification, provenance, {"clean_test_accuracy": 0.1})
@@ -110,17 +118,11 @@ def write_tiny_photo_bundle(out: Path, workdir: Path, name: str = "photo") -> di
     """A bundle of a tiny untrained colour DAE and the imported tiny photo classifier; returns its bundle.json."""
     from apudae.models.bundle import write_bundle
     from apudae.models.onnx_classifier import differentiable_copy
-    from apudae.training.provenance import machine_description
 
     imported = import_tiny_photo_classifier(workdir)
     torch.manual_seed(0)
     dae = DenoisingAutoEncoder(DAEConfig(in_channels=3, depth=2, width=8, sigma_max=0.25)).eval()
-    images = torch.rand(32, *PHOTO_SHAPE, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        calibration = Calibration.from_errors(reconstruction_error(dae, images))
-    provenance = {"data": "random test photos", "dataset": "tiny-photo", "image_size": list(PHOTO_SHAPE[1:]),
-                  "splits": {"train": 0, "holdout_calibration": 32, "test": 0}, "epochs": {}, "wall_seconds": {},
-                  "seed": 0, "git_commit": "test", "machine": machine_description()}
+    calibration, provenance = _random_calibration(dae, PHOTO_SHAPE, 32, "random test photos", "tiny-photo")
     purification = {"variant": "F", "n": 2, "alpha": 0.01, "beta": 0.9, "gamma": 0.05}
     classifier = differentiable_copy(workdir / "classifier.onnx", PHOTO_SHAPE)
     return write_bundle(out, name, dae, classifier, calibration, imported["classes"], purification, provenance,

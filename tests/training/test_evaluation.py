@@ -383,3 +383,41 @@ def test_accuracy_shows_progress_and_counts_every_image(tiny_models_dir, seven_i
     expected = accuracy(load_bundle(tiny_models_dir / "tiny").classifier, seven_images)
     assert json.loads(line)["clean_test_accuracy"] == round(expected, 4) == round(3 / 7, 4)
     assert "accuracy tiny" in out.err and "3/7" in out.err and "7/7" in out.err and "image/s" in out.err
+
+
+def test_attack_alpha_sets_the_bim_step_and_its_eq3_steps(tiny_models_dir, seven_images):
+    """--attack-alpha 1/255 gives the paper's Table 4 BIM: floor(2 eps / alpha + 2) = 12 steps at 5/255."""
+    config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("bim", "counter-b"),
+                              epsilons=(5 / 255,), attack_alpha=1 / 255, samples=None)
+    built = Evaluation(config, data=seven_images).attacks()[5 / 255]
+    assert {a.alpha for a in built} == {1 / 255} and {a.steps for a in built} == {12}
+    assert EvaluationConfig(bundle=config.bundle, attacks=("bim",)).attack_alpha is None  # eps / 10 then
+
+
+@pytest.mark.parametrize("alpha, attacks, fix", [(0.0, ("bim",), "must be > 0"),
+                                                 (0.01, ("fgsm", "cw"), "none of them is among the attacks")])
+def test_an_attack_alpha_that_would_do_nothing_is_refused(tiny_models_dir, alpha, attacks, fix):
+    with pytest.raises(ValueError, match=fix):
+        EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=attacks, attack_alpha=alpha)
+
+
+def test_cells_also_count_the_images_the_bare_classifier_gets_right(tiny_models_dir, seven_images):
+    """The paper's protocol: only images 0, 4 and 6 are right under no defence, so every cell's subset has
+    3 images, across a partial batch, and "none" is right on all of them clean."""
+    config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("fgsm",), samples=None,
+                              batch_size=4, epsilons=(0.1,))
+    summary = run_evaluation(config, data=seven_images)
+    assert all(c["correct_subset"]["total"] == 3 for c in summary["cells"])
+    clean = {c["defence"]: c for c in summary["cells"] if c["attack"] == "clean"}
+    assert clean["none"]["correct_subset"]["accuracy"] == 1.0
+    for cell in summary["cells"]:
+        assert cell["correct_subset"]["correct"] <= min(cell["correct"], 3)
+
+
+def test_the_markdown_adds_the_correct_subset_tables_when_the_classifier_misses_some(
+        tiny_models_dir, seven_images, tmp_path):
+    config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("fgsm",), samples=None,
+                              epsilons=(0.1,), out=str(tmp_path))
+    run_evaluation(config, data=seven_images)
+    text = (tmp_path / "results.md").read_text()
+    assert "the paper's protocol" in text and "n=3" in text

@@ -25,18 +25,24 @@ ADAPTIVE_ATTACKS = tuple(name for name, cls in REGISTRY.items() if cls.threat_mo
 ATTACKS = GREY_BOX_ATTACKS + ADAPTIVE_ATTACKS
 
 
+#: the attacks that take ``build_attacks``'s ``alpha``: BIM steps (eq. 3) and the counter-attacks built on them
+STEP_SIZE_ATTACKS = tuple(name for name, cls in REGISTRY.items() if issubclass(cls, BIM))
+
+
 def build_attacks(name: str, epsilon: float, steps: int | None = None, eot: int | None = None,
-                  reason: str = "") -> list[Attack]:
+                  reason: str = "", alpha: float | None = None) -> list[Attack]:
     """The attack(s) called ``name`` at budget ``epsilon`` (one per beta for "counter-b").
 
     steps/eot override the defaults of the iterative adaptive attacks (PGD-EOT/BPDA: 200 steps x EOT 20,
     APGD-EOT: 100 x 20; APGD-CE takes ``steps`` only); ``reason`` records why they were lowered.
+    ``alpha`` is the step of the ``STEP_SIZE_ATTACKS`` (default eps / 10; the paper's Table 4 uses 1/255),
+    whose step count follows from it (eq. 3: floor(2 eps / alpha + 2)).
     """
     if name not in REGISTRY:
         raise ValueError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
-    return REGISTRY[name].build(epsilon, steps, eot, reason)
+    return REGISTRY[name].build(epsilon, steps, eot, reason, alpha)
 
 
 __all__ = ["ADAPTIVE", "ADAPTIVE_ATTACKS", "ATTACKS", "Attack", "AttackTarget", "COUNTER_B_BETAS", "GREY_BOX",
-           "GREY_BOX_ATTACKS", "REGISTRY", "build_attacks", "APGD", "APGDCE", "APGDEOT", "BIM", "BPDAEOT",
+           "GREY_BOX_ATTACKS", "REGISTRY", "STEP_SIZE_ATTACKS", "build_attacks", "APGD", "APGDCE", "APGDEOT", "BIM", "BPDAEOT",
            "CarliniWagnerL2", "CounterA", "CounterB", "FGSM", "PGD", "PGDEOT", "RFGSM", "RandomNoise"]

@@ -65,7 +65,7 @@ class APGDCE(APGD):
 
     @classmethod
     def build(cls, epsilon: float, steps: int | None = None, eot: int | None = None,
-              reason: str = "") -> list[Attack]:
+              reason: str = "", alpha: float | None = None) -> list[Attack]:
         return [cls(epsilon, **({"steps": steps} if steps else {}), reason=reason)]
 
     def model(self, target: AttackTarget) -> nn.Module:

@@ -65,9 +65,9 @@ class Attack:
 
     @classmethod
     def build(cls, epsilon: float, steps: int | None = None, eot: int | None = None,
-              reason: str = "") -> list[Attack]:
-        """The attack(s) of this class at budget ``epsilon``; ``steps``/``eot``/``reason`` are the overrides
-        of ``training.attacks.build_attacks``, used by the attacks that take them."""
+              reason: str = "", alpha: float | None = None) -> list[Attack]:
+        """The attack(s) of this class at budget ``epsilon``; ``steps``/``eot``/``reason``/``alpha`` are the
+        overrides of ``training.attacks.build_attacks``, used by the attacks that take them."""
         return [cls(epsilon)]
 
     def generate(self, target: AttackTarget, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -103,7 +103,7 @@ class TakesOverrides:
 
     @classmethod
     def build(cls, epsilon: float, steps: int | None = None, eot: int | None = None,
-              reason: str = "") -> list[Attack]:
+              reason: str = "", alpha: float | None = None) -> list[Attack]:
         overrides = {k: v for k, v in (("steps", steps), ("eot", eot)) if v is not None}
         return [cls(epsilon, **overrides, reason=reason)]
 

@@ -41,9 +41,9 @@ class CounterB(BIM):
 
     @classmethod
     def build(cls, epsilon: float, steps: int | None = None, eot: int | None = None,
-              reason: str = "") -> list[Attack]:
-        """One attack per beta of ``COUNTER_B_BETAS``."""
-        return [cls(epsilon, beta=beta) for beta in COUNTER_B_BETAS]
+              reason: str = "", alpha: float | None = None) -> list[Attack]:
+        """One attack per beta of ``COUNTER_B_BETAS``, each with step ``alpha`` (eps / 10 when None)."""
+        return [cls(epsilon, alpha=alpha, beta=beta) for beta in COUNTER_B_BETAS]
 
     def __post_init__(self):
         super().__post_init__()

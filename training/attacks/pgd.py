@@ -56,6 +56,12 @@ class BIM(Attack):
 
     alpha: float | None = None
 
+    @classmethod
+    def build(cls, epsilon: float, steps: int | None = None, eot: int | None = None,
+              reason: str = "", alpha: float | None = None) -> list[Attack]:
+        """The attack with step ``alpha`` (eps / 10 when None); its steps follow from it (eq. 3)."""
+        return [cls(epsilon, alpha=alpha)]
+
     def __post_init__(self):
         if self.alpha is None:
             self.alpha = self.epsilon / 10

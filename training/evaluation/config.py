@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from apudae.models.purification import VARIANTS, PurifySettings
-from apudae.training.attacks import ADAPTIVE_ATTACKS, ATTACKS, build_attacks
+from apudae.training.attacks import ADAPTIVE_ATTACKS, ATTACKS, STEP_SIZE_ATTACKS, build_attacks
 
 DEFAULT_ATTACKS = ("random", "fgsm", "r-fgsm", "bim", "pgd", "cw")
 COMPARE_SETTINGS = {"n": int, "alpha": float, "beta": float, "gamma": float}  # what a compare entry may change
@@ -45,7 +45,8 @@ class EvaluationConfig:
     samples: test images (a seeded random subset of the test split; None = all); seed: subset, attack
     and purification randomness; quantize: round adversarial images to 8 bits before the defence sees
     them (as over HTTP); adaptive_steps/adaptive_eot: override PGD-EOT/BPDA (200 x 20) and APGD (100
-    x 20); lowering them needs ``reduced_reason`` saying why; dataset/data_dir: test data (the bundle's data set by
+    x 20); lowering them needs ``reduced_reason`` saying why; attack_alpha: the step of BIM, PGD and the
+    counter-attacks (eps / 10 when None; their steps follow, eq. 3); dataset/data_dir: test data (the bundle's data set by
     default); out: where the CLI writes JSON, markdown and plots (None: nothing written)."""
 
     bundle: str
@@ -62,6 +63,7 @@ class EvaluationConfig:
     adaptive_steps: int | None = None
     adaptive_eot: int | None = None
     reduced_reason: str = ""
+    attack_alpha: float | None = None
     dataset: str | None = None
     data_dir: str | None = None
     out: str | None = None
@@ -78,6 +80,12 @@ class EvaluationConfig:
             raise ValueError("batch_size and samples must be positive")
         if not self.epsilons or any(e < 0 for e in self.epsilons):
             raise ValueError("give at least one epsilon, each >= 0")
+        if self.attack_alpha is not None:
+            if not self.attack_alpha > 0:
+                raise ValueError(f"attack_alpha must be > 0, not {self.attack_alpha}")
+            if not set(self.attacks) & set(STEP_SIZE_ATTACKS):
+                raise ValueError(f"attack_alpha sets the step of {', '.join(STEP_SIZE_ATTACKS)}; "
+                                 f"none of them is among the attacks {list(self.attacks)}")
         lowered = self.lowered_attacks()
         if lowered and not self.reduced_reason.strip():
             raise ValueError(f"adaptive_steps/adaptive_eot lower {', '.join(lowered)} below the standard "

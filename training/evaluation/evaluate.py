@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adaptive-eot", type=int, help="EOT draws per gradient (default: 20)")
     parser.add_argument("--reduced-reason", default="",
                         help="why the adaptive settings were lowered (required when they are; recorded) (default: none)")
+    parser.add_argument("--attack-alpha", type=float,
+                        help="step of bim, pgd, counter-a and counter-b in [0, 1] pixel units; their steps follow "
+                             "(eq. 3: floor(2 eps / alpha + 2)); the paper's Table 4 uses 1/255 = 0.0039216 "
+                             "(default: eps / 10)")
     parser.add_argument("--data-dir", help="data directory (default: $APUDAE_DATA_DIR, else ./data)")
     parser.add_argument("--out", default="results/evaluate", help="output directory for results.json/.md and "
                         "plots; refused when it holds an earlier run's results or checkpoint, unless --resume")
@@ -85,7 +89,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
         attacks=_names(args.attacks), epsilons=tuple(args.epsilon),
         samples=args.samples or None, seed=args.seed, batch_size=args.batch_size, device=args.device,
         quantize=args.quantize, adaptive_steps=args.adaptive_steps, adaptive_eot=args.adaptive_eot,
-        reduced_reason=args.reduced_reason, data_dir=args.data_dir, out=args.out)
+        reduced_reason=args.reduced_reason, attack_alpha=args.attack_alpha, data_dir=args.data_dir, out=args.out)
 
 
 def _duration(seconds: float) -> str:

@@ -87,12 +87,14 @@ class Evaluation:
             if net is not None:
                 net.to(self.device)
         dataset = config.dataset or self.bundle.meta.get("provenance", {}).get("dataset")
-        self.data = data if data is not None else load_dataset(dataset, "test", config.data_dir)
+        self.data = data if data is not None else load_dataset(dataset, "test", config.data_dir,
+                                                                  preprocessing=self.bundle.preprocessing)
         overrides = {**config.purify, "variant": config.variant, "seed": config.seed}
         self.settings = PurifySettings.from_defaults(self.bundle.purification_defaults, **overrides)
         self.defences = _defences(self.bundle, self.settings, config.compare)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.tally, self.artifacts = Tally(), Artifacts()
+        self._subset = torch.zeros(0, dtype=torch.bool)  # the batch's images the bare classifier gets right
         self.attack_settings: dict[str, dict] = {}
         self._progress: Progress | None = None
         self._step_units, self._done, self._total = False, 0, 0
@@ -107,7 +109,8 @@ class Evaluation:
         """The attacks of the run, per epsilon."""
         cfg = self.config
         return {epsilon: [a for name in cfg.attacks for a in build_attacks(
-            name, epsilon, cfg.adaptive_steps, cfg.adaptive_eot, cfg.reduced_reason)] for epsilon in cfg.epsilons}
+            name, epsilon, cfg.adaptive_steps, cfg.adaptive_eot, cfg.reduced_reason, cfg.attack_alpha)]
+            for epsilon in cfg.epsilons}
 
     def _adaptive_steps(self, attack: Attack) -> int:
         """The attack steps one image costs ``attack`` in a batch: its steps times the defences it targets one
@@ -194,6 +197,8 @@ class Evaluation:
         return state["done"], state["seconds"]
 
     def _batch(self, epsilon: float, attacks: list[Attack], x: torch.Tensor, y: torch.Tensor) -> None:
+        with torch.no_grad():  # (B,) bool: the images of the paper's protocol, right under no defence
+            self._subset = self.bundle.classifier(x).argmax(1) == y
         clean = self._score(epsilon, "clean", GREY_BOX, self.defences, x, y, 0.0)
         purifying = [d for d in self.defences if d.settings is not None]
         # purifying defence -> (B,) bool: correct clean and, so far, under every adaptive attack
@@ -212,7 +217,8 @@ class Evaluation:
                     survivors[name] &= correct
         if sum(attack.threat_model == ADAPTIVE for attack in attacks) > 1:
             for name, alive in survivors.items():
-                self.tally.add(epsilon, name, WORST_CASE, ADAPTIVE, int(alive.sum()), len(alive))
+                self.tally.add(epsilon, name, WORST_CASE, ADAPTIVE, int(alive.sum()), len(alive),
+                               subset=(int((alive & self._subset).sum()), int(self._subset.sum())))
 
     def _attack(self, epsilon: float, attack: Attack, target: AttackTarget, defences: list[Defence],
                 x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -237,7 +243,8 @@ class Evaluation:
             outcomes[defence.name] = correct = preds == y
             steps = None if result is None else int(result.steps.sum())
             self.tally.add(epsilon, defence.name, attack, threat_model, int(correct.sum()), len(y),
-                           attack_seconds, seconds, steps)
+                           attack_seconds, seconds, steps,
+                           (int((correct & self._subset).sum()), int(self._subset.sum())))
             if defence.name == self.settings.variant != "direct" and epsilon == self.config.epsilons[0]:
                 self._keep(attack, x, preds, result, defence.name)
         return outcomes

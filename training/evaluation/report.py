@@ -8,7 +8,9 @@ from apudae.training.evaluation.harness import Artifacts
 
 
 def markdown_tables(summary: dict) -> str:
-    """Accuracy tables: rows = attacks, columns = defences, cells "acc [low, high]" with n below."""
+    """Accuracy tables: rows = attacks, columns = defences, cells "acc [low, high]" with n below; then the
+    same on the images the bare classifier gets right clean (the paper's ImageNet protocol), when those
+    are not all of them."""
     cells = summary["cells"]
     defences = summary["defences"]
     lines = [f"# Evaluation of bundle `{summary['bundle']}` ({summary['samples']} test images)", "",
@@ -18,22 +20,31 @@ def markdown_tables(summary: dict) -> str:
             rows = [c for c in cells if c["epsilon"] == epsilon and c["threat_model"] == threat]
             if not rows:
                 continue
-            lines += [f"## epsilon = {epsilon:g} — {threat}", "",
-                      "| attack | " + " | ".join(defences) + " | attack s/img |",
-                      "|---|" + "---|" * (len(defences) + 1)]
-            for attack in dict.fromkeys(c["attack"] for c in rows):
-                by_defence = {c["defence"]: c for c in rows if c["attack"] == attack}
-                entries = []
-                for d in defences:
-                    c = by_defence.get(d)
-                    entries.append("—" if c is None else
-                                   f"{c['accuracy']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] n={c['total']}")
-                seconds = max(c["attack_seconds_per_image"] for c in by_defence.values())
-                lines.append(f"| {attack} | " + " | ".join(entries) + f" | {seconds:.3f} |")
-            lines += [""] + _steps_table(rows)
+            lines += [f"## epsilon = {epsilon:g} — {threat}", ""] + _accuracy_table(rows, defences, lambda c: c)
+            lines += _steps_table(rows)
+            subsets = [c.get("correct_subset") for c in rows]
+            if all(subsets) and any(sub["total"] < c["total"] for sub, c in zip(subsets, rows)):
+                lines += ["On the images the bare classifier gets right clean (the paper's protocol):", ""]
+                lines += _accuracy_table(rows, defences, lambda c: {**c, **c["correct_subset"]})
     lines += _worst_counter_b(cells)
     lines += ["Attack settings:", "", "```json", json.dumps(summary["attacks"], indent=1, default=str), "```", ""]
     return "\n".join(lines)
+
+
+def _accuracy_table(rows: list[dict], defences: list[str], counts) -> list[str]:
+    """One table of ``rows``' cells, rows = attacks, columns = ``defences``; ``counts(cell)`` gives the
+    dict with the accuracy, ci95 and total to show."""
+    lines = ["| attack | " + " | ".join(defences) + " | attack s/img |", "|---|" + "---|" * (len(defences) + 1)]
+    for attack in dict.fromkeys(c["attack"] for c in rows):
+        by_defence = {c["defence"]: counts(c) for c in rows if c["attack"] == attack}
+        entries = []
+        for d in defences:
+            c = by_defence.get(d)
+            entries.append("—" if c is None else
+                           f"{c['accuracy']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] n={c['total']}")
+        seconds = max(c["attack_seconds_per_image"] for c in by_defence.values())
+        lines.append(f"| {attack} | " + " | ".join(entries) + f" | {seconds:.3f} |")
+    return lines + [""]
 
 
 def _steps_table(rows: list[dict]) -> list[str]:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -52,16 +54,24 @@ def sha256_file(path: Path) -> str:
 
 @dataclass
 class Bundle:
-    """A loaded bundle. Networks are in eval mode with ``requires_grad=False`` on their weights."""
+    """A loaded bundle. Networks are in eval mode with ``requires_grad=False`` on their weights.
+
+    ``classifier`` is the torch classifier; for an imported (ONNX-only) classifier it is the differentiable
+    copy, built from classifier.onnx on first use, since serving runs the ONNX file itself."""
 
     name: str
     path: Path
     meta: dict
     dae: DenoisingAutoEncoder
-    classifier: ImageClassifier
+    load_classifier: Callable[[], torch.nn.Module]
     calibration: Calibration
     adversarial_classifier: ImageClassifier | None = None
     classes: list[str] = field(default_factory=list)
+
+    @cached_property
+    def classifier(self) -> torch.nn.Module:
+        """(B, C, H, W) in [0, 1] -> (B, num_classes) logits."""
+        return self.load_classifier()
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -120,18 +130,22 @@ def load_bundle(path: str | Path) -> Bundle:
     verify_hashes(path, meta)
     dae = _frozen(DenoisingAutoEncoder(DAEConfig(**meta["dae"])), path / "dae.safetensors")
     if meta["classifier"].get("format") == "onnx":  # imported: the ONNX graph is the only copy of its weights
-        try:
-            classifier = differentiable_copy(path / "classifier.onnx", tuple(meta["input_shape"]))
-        except OnnxClassifierError as err:
-            raise BundleError(f"bundle {path.name}: {err}") from None
+        def classifier() -> torch.nn.Module:
+            try:
+                return differentiable_copy(path / "classifier.onnx", tuple(meta["input_shape"]))
+            except OnnxClassifierError as err:
+                raise BundleError(f"bundle {path.name}: {err}") from None
     else:
-        classifier = _frozen(ImageClassifier(ClassifierConfig.from_dict(meta["classifier"])),
-                             path / "classifier.safetensors")
+        loaded = _frozen(ImageClassifier(ClassifierConfig.from_dict(meta["classifier"])),
+                         path / "classifier.safetensors")
+
+        def classifier() -> torch.nn.Module:
+            return loaded
     adversarial = None
     if "adversarial_classifier.safetensors" in meta["files"]:
         adversarial_config = ClassifierConfig.from_dict(meta.get("adversarial_classifier", meta["classifier"]))
         adversarial = _frozen(ImageClassifier(adversarial_config), path / "adversarial_classifier.safetensors")
-    return Bundle(name=meta["name"], path=path, meta=meta, dae=dae, classifier=classifier,
+    return Bundle(name=meta["name"], path=path, meta=meta, dae=dae, load_classifier=classifier,
                   calibration=Calibration.from_dict(meta["calibration"]),
                   adversarial_classifier=adversarial, classes=list(meta["classes"]))
 

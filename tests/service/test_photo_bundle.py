@@ -77,3 +77,16 @@ def test_a_decompression_bomb_is_still_refused(photo_client):
     bomb = png_bytes(Image.new("L", (6000, 6000)))
     answer = photo_client.post("/classify?model=photo", files=_files(bomb, kind="image/png"))
     assert answer.status_code == 422 and "pixels" in answer.json()["detail"]
+
+
+def test_serving_an_imported_bundle_never_builds_its_differentiable_copy(photo_models_dir, monkeypatch):
+    """The service classifies with classifier.onnx itself; the torch copy is built only when asked for."""
+    import apudae.models.bundle as bundle_module
+
+    built = []
+    real_copy = bundle_module.differentiable_copy
+    monkeypatch.setattr(bundle_module, "differentiable_copy", lambda *a: built.append(a) or real_copy(*a))
+    bundle = load_bundle(next(p for p in photo_models_dir.iterdir() if (p / "bundle.json").is_file()))
+    assert built == []
+    assert bundle.classifier(torch.rand(1, *bundle.input_shape)).shape[0] == 1
+    assert len(built) == 1 and bundle.classifier is bundle.classifier  # built once, then kept

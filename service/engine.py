@@ -71,9 +71,8 @@ def onnx_providers(device: torch.device) -> list:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The purification precision to run: "fp32" or "bf16" as asked; "auto" picks bf16 on a CPU with AMX-BF16
-    (engine x3.8-4.5 over NCHW fp32 on the Intel Xeon bench machine, no prediction changed on 1,000 MNIST
-    images, PGD accuracy -0.5 / +1.5 points on 200 CIFAR-10 images, old / retrained DAE) and fp32
-    elsewhere: CPUs with AVX512-BF16 only (x1.01 on the AMD EPYC machine) and GPUs (not measured)."""
+    and fp32 elsewhere (CPUs with AVX512-BF16 only, and GPUs). The measurements behind the choice are in
+    docs/PERFORMANCE.md ("Precision")."""
     if precision != "auto":
         return precision
     return "bf16" if device.type == "cpu" and cpu_has_amx_bf16() else "fp32"
@@ -84,8 +83,8 @@ class ModelRuntime:
 
     precision "bf16" runs the purification loop under ``torch.autocast(bfloat16)`` (weights stay fp32);
     "fp32" runs it in full precision; "auto" picks one (``resolve_precision``). /score always runs in fp32.
-    The DAE is channels_last for bf16 and on CPU, where oneDNN's convolutions prefer it (engine x1.29 in
-    fp32 on the AMD machine, no prediction changed: docs/PERFORMANCE.md); CUDA fp32 keeps NCHW (not measured).
+    The DAE is channels_last for bf16 and on CPU, where oneDNN's convolutions prefer it (measured in
+    docs/PERFORMANCE.md, "Precision"); CUDA fp32 keeps NCHW.
     """
 
     def __init__(self, bundle: Bundle, device: torch.device, precision: str = "auto"):

@@ -2,7 +2,8 @@
 
 /docs and /redoc load their scripts and styles from the app itself (fastapi-offline's copies, under
 /static-offline-docs), so they work without internet. Every route refuses query parameters it does not
-declare (``reject_unknown_query``)."""
+declare (``reject_unknown_query``). Under /v2 the Open Inference Protocol is served (``api.routes.v2``), whose
+errors read ``{"error": ...}`` (``api.v2_errors``)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -13,15 +14,29 @@ from fastapi_offline import FastAPIOffline
 
 from apudae.service.api.deps import reject_unknown_query
 from apudae.service.api.routes import api_router
+from apudae.service.api.v2_errors import ProtocolErrorMiddleware
 from apudae.service.errors import install_error_handlers
 from apudae.service.middleware import (AccessLogMiddleware, AdmissionMiddleware, BodyLimitMiddleware,
                                        MetricsMiddleware)
 from apudae.service.settings import Settings
 from apudae.service.state import ServiceState
 
-IMAGE_ROUTES = frozenset({"/purify", "/classify", "/score"})
+
+class ImageRoutes:
+    """The request paths that carry images, which admission control bounds: /purify, /classify, /score and
+    the Open Inference Protocol's /v2/models/{name}/infer."""
+
+    FIXED = frozenset({"/purify", "/classify", "/score"})
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and (path in self.FIXED or (
+            path.startswith("/v2/models/") and path.endswith("/infer") and path.count("/") == 4))
+
+
+IMAGE_ROUTES = ImageRoutes()
 DESCRIPTION = ("Purifies images with a denoising autoencoder before classification (APuDAE). "
-               "Every error is JSON `{\"detail\": ...}` saying what to fix. See docs/SERVICE.md.")
+               "Every error is JSON `{\"detail\": ...}` saying what to fix (under /v2, the Open Inference "
+               "Protocol's `{\"error\": ...}`). See docs/SERVICE.md.")
 
 
 @asynccontextmanager
@@ -47,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     limits = state.settings  # an image request holds at least one image: the queue plus one batch bounds them
     app.add_middleware(AdmissionMiddleware, max_in_flight=limits.max_queue_size + limits.max_batch_size,
                        paths=IMAGE_ROUTES, metrics=state.metrics)
+    app.add_middleware(ProtocolErrorMiddleware)  # outside the body limit and admission: their refusals too
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     if state.settings.access_log:  # outermost: it logs every answer, the middleware's refusals included
         app.add_middleware(AccessLogMiddleware)

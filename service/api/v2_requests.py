@@ -82,7 +82,8 @@ def _outputs(model: ProtocolModel, request: InferenceRequest, purify: bool, bina
         without = " without purification (purify=false)" if not purify and not model.purify_only else ""
         raise HTTPException(400, f"unknown output {unknown[0]!r}; model {model.name!r}{without} gives: "
                                  f"{', '.join(available)}")
-    return [(o.name, o.parameters.binary_data or binary) for o in request.outputs]
+    return [(o.name, binary if o.parameters.binary_data is None else o.parameters.binary_data)
+            for o in request.outputs]
 
 
 async def read_inference(request: Request, model: ProtocolModel, max_images: int) -> Inference:

@@ -30,10 +30,11 @@ class RequestInput(BaseModel):
 
 
 class OutputParameters(BaseModel):
-    """Parameters of one requested output: ``binary_data`` true sends it as binary data."""
+    """Parameters of one requested output: ``binary_data`` true sends it as binary data, false as JSON
+    (None: as the request's ``binary_data_output`` says)."""
 
     model_config = Strict
-    binary_data: bool = False
+    binary_data: bool | None = None
 
 
 class RequestOutput(BaseModel):

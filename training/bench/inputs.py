@@ -8,6 +8,7 @@ every pixel (a corner of the l_inf ball).
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -74,6 +75,18 @@ def repeat_to(images: torch.Tensor, count: int) -> torch.Tensor:
     """``count`` images cycling through ``images`` (N, C, H, W)."""
     index = torch.arange(count) % images.shape[0]
     return images[index]
+
+
+def tensor_request(images: torch.Tensor, parameters: dict | None = None) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one Open Inference Protocol inference request that sends ``images``
+    (N, C, H, W) in [0, 1] as a UINT8 tensor in binary (the binary tensor data extension), every output
+    asked back as binary data, with the request ``parameters`` (purification options)."""
+    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    header = json.dumps({"inputs": [{"name": "images", "shape": list(pixels.shape), "datatype": "UINT8",
+                                     "parameters": {"binary_data_size": pixels.nbytes}}],
+                         "parameters": {**(parameters or {}), "binary_data_output": True}}).encode()
+    return header + pixels.tobytes(), {"Content-Type": "application/octet-stream",
+                                       "Inference-Header-Content-Length": str(len(header))}
 
 
 def png_uploads(images: torch.Tensor) -> list[bytes]:

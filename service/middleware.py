@@ -102,6 +102,21 @@ class AdmissionMiddleware:
             self.metrics.in_flight.dec()
 
 
+class StatusRecordingSend:
+    """An ASGI ``send`` around ``send``: remembers the response's status (500 until a response starts, so a
+    request that fails before answering counts as one) and appends ``headers`` to the response start."""
+
+    def __init__(self, send: Send, headers: tuple[tuple[bytes, bytes], ...] = ()):
+        self.status, self._send, self._headers = 500, send, headers
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            if self._headers:
+                message = {**message, "headers": [*message.get("headers", ()), *self._headers]}
+        await self._send(message)
+
+
 class MetricsMiddleware:
     """Count requests by route template, method and status; time them by route template."""
 
@@ -111,21 +126,14 @@ class MetricsMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        status = 500
         started = time.perf_counter()
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recording_send = StatusRecordingSend(send)
         try:
             await self.app(scope, receive, recording_send)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"] if scope["method"] in METHODS else "other"
-            self.metrics.requests.labels(route, method, str(status)).inc()
+            self.metrics.requests.labels(route, method, str(recording_send.status)).inc()
             self.metrics.request_seconds.labels(route, method).observe(time.perf_counter() - started)
 
 
@@ -151,21 +159,12 @@ class AccessLogMiddleware:
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
         request_id = given.decode() if REQUEST_ID.match(given) else uuid.uuid4().hex
-        status = 500
         started = time.perf_counter()
-
-        async def tagging_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()),
-                                                  (REQUEST_ID_HEADER, request_id.encode())]}
-            await send(message)
-
+        tagging_send = StatusRecordingSend(send, ((REQUEST_ID_HEADER, request_id.encode()),))
         try:
             await self.app(scope, receive, tagging_send)
         finally:
-            self._write(scope, status, (time.perf_counter() - started) * 1000, request_id)
+            self._write(scope, tagging_send.status, (time.perf_counter() - started) * 1000, request_id)
 
     def _write(self, scope: Scope, status: int, latency_ms: float, request_id: str) -> None:
         client = scope.get("client")

@@ -6,6 +6,11 @@ answer of each (docs/SERVICE.md "Errors" and "Image conversions"): ``status`` 20
 words the 422 message must hold, and, for the files that must decode, the mean pixel value
 the conversion rules give (checked by test_bad_files.py).
 
+``corpus/v2/`` holds request bodies for the Open Inference Protocol's ``POST /v2/models/{name}/infer`` on the
+same model with ``max_images = 8``: ``v2/expected.json`` gives each body's Inference-Header-Content-Length
+(``header_length``, null: none sent), the answer's ``status`` and the words its ``error`` must hold.
+``python tests/reliability/make_corpus.py v2`` rewrites only those.
+
 The files are committed: the corpus stays fixed even where a later Pillow encodes differently.
 """
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -158,14 +164,79 @@ def cases() -> dict[str, tuple[bytes, dict]]:
     }
 
 
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
+def v2_request(shape: list[int], datatype: str = "UINT8", size: int | None = None, data: list | None = None,
+               **fields) -> bytes:
+    """The JSON of an inference request with one input ``images``: binary (``size`` bytes follow) or ``data``."""
+    tensor = {"name": "images", "shape": shape, "datatype": datatype}
+    tensor.update({"parameters": {"binary_data_size": size}} if size is not None else {"data": data})
+    return json.dumps({"inputs": [tensor], **fields}).encode()
+
+
+def binary(header: bytes, data: bytes, length: int | None = None) -> tuple[bytes, int]:
+    return header + data, len(header) if length is None else length
+
+
+def bad(words: str) -> dict:
+    """The answer to a bad v2 request: 400 whose error holds ``words``."""
+    return {"status": 400, "words": words}
+
+
+def v2_cases() -> dict[str, tuple[bytes, int | None, dict]]:
+    """File name -> (body, Inference-Header-Content-Length or None, expected answer)."""
+    pixels = np.random.default_rng(0).integers(0, 256, SIZE * SIZE, dtype=np.uint8).tobytes()
+    good = v2_request([1, 1, SIZE, SIZE], size=len(pixels))
+    return {
+        "binary_ok.bin": (*binary(good, pixels), {"status": 200}),
+        "binary_nhwc_ok.bin": (*binary(v2_request([1, SIZE, SIZE, 1], size=len(pixels)), pixels), {"status": 200}),
+        "short_binary.bin": (*binary(good, pixels[:700]), bad("only 700 bytes")),
+        "extra_binary.bin": (*binary(good, pixels + bytes(16)), bad("16 bytes of binary data")),
+        "length_too_long.bin": (*binary(good, pixels, len(good) + 9), bad("not valid JSON")),
+        "length_too_short.bin": (*binary(good, pixels, len(good) - 5), bad("not valid JSON")),
+        "length_past_end.bin": (*binary(good, pixels, 10**6), bad("body has only")),
+        "size_mismatch.bin": (*binary(v2_request([1, 1, SIZE, SIZE], size=700), pixels[:700]), bad("needs 784")),
+        "too_many_images.bin": (*binary(v2_request([9, 1, SIZE, SIZE], size=9 * len(pixels)), pixels * 9),
+                                bad("at most 8")),
+        "huge_shape.bin": (*binary(v2_request([10**12, 1, SIZE, SIZE], size=len(pixels)), pixels), bad("at most 8")),
+        "fp16_datatype.bin": (*binary(v2_request([1, 1, SIZE, SIZE], "FP16", size=2 * len(pixels)), pixels * 2),
+                              bad("datatype 'FP16'")),
+        "no_length_header.bin": (good + pixels, None, bad("not valid JSON")),
+        "wrong_shape.json": (v2_request([1, SIZE, SIZE], data=[0] * SIZE * SIZE), None, bad("[B, 1, 28, 28]")),
+        "negative_batch.json": (v2_request([-1, 1, SIZE, SIZE], data=[]), None, bad("B >= 1")),
+        "count_mismatch.json": (v2_request([1, 1, SIZE, SIZE], data=[0] * 10), None, bad("holds 10 values")),
+        "ragged_data.json": (v2_request([1, 1, SIZE, SIZE], data=[[1, 2], [3]]), None, bad("numbers only")),
+        "uint8_overflow.json": (v2_request([1, 1, SIZE, SIZE], data=[256] * SIZE * SIZE), None, bad("0 to 255")),
+        "fp32_nan.json": (v2_request([1, 1, SIZE, SIZE], "FP32", data=[float("nan")] * SIZE * SIZE), None,
+                          bad("[0, 1]")),
+        "fp32_ok.json": (v2_request([1, 1, SIZE, SIZE], "FP32", data=[0.5] * SIZE * SIZE), None, {"status": 200}),
+        "unknown_parameter.json": (v2_request([1, 1, SIZE, SIZE], data=[0] * SIZE * SIZE, parameters={"eps": 1}),
+                                   None, bad("unknown parameter 'eps'")),
+        "inputs_not_a_list.json": (b'{"inputs": {"name": "images"}}', None, bad("invalid inference request.inputs")),
+        "not_json.bin": (b"\x00\x01\x02 binary garbage", None, bad("not valid JSON")),
+        "empty.bin": (b"", None, bad("not valid JSON")),
+    }
+
+
+def write_v2() -> None:
+    folder = OUT / "v2"
+    folder.mkdir(parents=True, exist_ok=True)
     expected = {}
-    for name, (data, answer) in cases().items():
-        (OUT / name).write_bytes(data)
-        expected[name] = answer
-    (OUT / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {len(expected)} files to {OUT}")
+    for name, (body, length, answer) in v2_cases().items():
+        (folder / name).write_bytes(body)
+        expected[name] = {"header_length": length, **answer}
+    (folder / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {len(expected)} files to {folder}")
+
+
+def main() -> None:
+    if sys.argv[1:] != ["v2"]:
+        OUT.mkdir(exist_ok=True)
+        expected = {}
+        for name, (data, answer) in cases().items():
+            (OUT / name).write_bytes(data)
+            expected[name] = answer
+        (OUT / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {len(expected)} files to {OUT}")
+    write_v2()
 
 
 if __name__ == "__main__":

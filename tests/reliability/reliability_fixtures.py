@@ -1,4 +1,4 @@
-"""Shared helpers of the reliability tests: the bad-file corpus and the service tests' fixtures.
+"""Shared helpers of the reliability tests: the bad-file and bad-request corpus and the service tests' fixtures.
 
 The service tests' fixtures (``client``, ``make_settings``, ``admin``...) live in
 tests/service/service_fixtures.py; this module puts that directory on ``sys.path`` so reliability
@@ -38,6 +38,23 @@ def bad_files() -> list[BadFile]:
     """The committed corpus, in name order."""
     expected = json.loads((CORPUS / "expected.json").read_text())
     return [BadFile(name, (CORPUS / name).read_bytes(), **answer) for name, answer in sorted(expected.items())]
+
+
+@dataclass(frozen=True)
+class BadRequest:
+    """One v2 corpus body, its Inference-Header-Content-Length (None: not sent) and documented answer."""
+
+    name: str
+    body: bytes
+    header_length: int | None
+    status: int
+    words: str | None = None
+
+
+def bad_requests() -> list[BadRequest]:
+    """The committed v2 corpus (``corpus/v2``), in name order."""
+    expected = json.loads((CORPUS / "v2" / "expected.json").read_text())
+    return [BadRequest(name, (CORPUS / "v2" / name).read_bytes(), **answer) for name, answer in sorted(expected.items())]
 
 
 def files_field(*payloads: tuple[str, bytes], content_type: str = "image/png") -> list:

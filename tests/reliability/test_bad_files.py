@@ -1,6 +1,8 @@
 """Issue 5 item 1: every file of the committed corpus gets its documented answer on every image
-route — 422 with a message naming the problem, or 200 with the conversion docs/SERVICE.md states.
-Never a 5xx. Regenerate the corpus with ``python tests/reliability/make_corpus.py``."""
+route — 422 with a message naming the problem, or 200 with the conversion docs/SERVICE.md states —
+and every v2 request body of ``corpus/v2`` its answer on both v2 models of the bundle: 400 with the
+protocol's ``{"error": ...}`` naming the problem, or 200. Never a 5xx. Regenerate the corpus with
+``python tests/reliability/make_corpus.py``."""
 from __future__ import annotations
 
 import io
@@ -8,13 +10,16 @@ import io
 import pytest
 from PIL import Image
 
-from reliability_fixtures import BadFile, bad_files, client, digit_png, files_field, make_settings  # noqa: F401
+from reliability_fixtures import (BadFile, BadRequest, bad_files, bad_requests, client, digit_png,  # noqa: F401
+                                  files_field, make_settings)
 from apudae.service.imaging import decode_image
 
 ROUTES = ("/score", "/purify", "/classify")
 SHAPE = (1, 28, 28)
 MAX_PIXELS = 256 * 256  # make_settings' limit, which the corpus is built against
 CORPUS = bad_files()
+REQUESTS = bad_requests()
+V2_MODELS = ("tiny", "tiny-purify")
 
 
 @pytest.mark.parametrize("bad", CORPUS, ids=[f.name for f in CORPUS])
@@ -53,3 +58,15 @@ def test_one_bad_file_among_good_ones_refuses_the_request_and_names_it(client):
     answer = client.post("/classify", files=files_field(*payloads))
     assert answer.status_code == 422 and bad.name in answer.json()["detail"]
     assert client.post("/classify", files=files_field(*payloads[::2])).status_code == 200
+
+
+@pytest.mark.parametrize("bad", REQUESTS, ids=[r.name for r in REQUESTS])
+def test_each_v2_request_gets_the_documented_answer(client, bad: BadRequest):
+    headers = {} if bad.header_length is None else {"Inference-Header-Content-Length": str(bad.header_length)}
+    for model in V2_MODELS:
+        answer = client.post(f"/v2/models/{model}/infer", content=bad.body, headers=headers)
+        assert answer.status_code == bad.status, f"{model}: {answer.text}"
+        if bad.words is not None:
+            assert bad.words in answer.json()["error"], answer.text
+        else:
+            assert answer.json()["model_name"] == model and answer.json()["outputs"]

@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-classifier": ("apudae.training.import_classifier", "bring your own classifier (ONNX, or PyTorch code + weights) into a work directory"),
     "train": ("apudae.training.train", "train a classifier, the DAE (eq. 5) or the adversarially trained baseline"),
     "calibrate": ("apudae.training.calibrate", "measure mu/sigma of the clean reconstruction error (eq. 7) on held-out training images"),
+    "calibrate-detector": ("apudae.training.calibrate_detector", "add the detector's thresholds (false-positive rates 0.1/1/5 %) to a bundle, in place"),
     "bundle": ("apudae.training.bundle", "export ONNX, measure test metrics and write a model bundle to models/<name>"),
     "unbundle": ("apudae.training.unbundle", "write a bundle's trained parts back into a work directory, to train on or re-bundle"),
     "accuracy": ("apudae.training.accuracy", "print each shipped bundle's clean test accuracy on the full test split"),

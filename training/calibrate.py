@@ -1,4 +1,5 @@
-"""``apudae calibrate``: mu, sigma and histogram of the clean per-image reconstruction error (eq. 7).
+"""``apudae calibrate``: mu, sigma and histogram of the clean per-image reconstruction error (eq. 7), and
+the detector's thresholds on the same errors (models/detector.py).
 
 Measured on the held-out part of the *training* split (the DAE never trained on it);
 the test split is never used for calibration.
@@ -17,8 +18,9 @@ from apudae.training.loops import load_trained, per_image_errors
 from apudae.training.options import add_data_options, apply_threads, workdir_of
 
 
-def calibrate(dae: torch.nn.Module, holdout: ImageSet) -> Calibration:
-    return Calibration.from_errors(per_image_errors(dae, holdout))
+def calibrate(dae: torch.nn.Module, holdout: ImageSet, batch_size: int = 500) -> Calibration:
+    """The calibration (with the detector's thresholds) of ``dae`` on the clean ``holdout`` images."""
+    return Calibration.from_errors(per_image_errors(dae, holdout, batch_size))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -46,10 +46,13 @@ class Purified:
 
 @dataclass(frozen=True)
 class Classified:
-    """Class probabilities of one image and, when it was purified first, its purification."""
+    """Class probabilities of one image and, when it was purified first, its purification; ``scored``: the
+    input's error as the detector reads it (``purified.before`` when purified; one DAE pass otherwise, made
+    only for a bundle with detector thresholds; else None)."""
 
     probabilities: list[float]
     purified: Purified | None
+    scored: Scored | None = None
 
 
 def onnx_session_options() -> ort.SessionOptions:
@@ -95,6 +98,7 @@ class ModelRuntime:
         layout = torch.channels_last if precision == "bf16" or device.type == "cpu" else torch.contiguous_format
         self.dae = bundle.dae.to(device, memory_format=layout)
         self.calibration = bundle.calibration
+        self.detector = bundle.calibration.detector  # None: a bundle calibrated before the detector; no flags
         self.session = ort.InferenceSession(str(bundle.onnx_path), onnx_session_options(),
                                             providers=onnx_providers(device))
         self.input_name = self.session.get_inputs()[0].name
@@ -129,12 +133,16 @@ class ModelRuntime:
         """Class probabilities, after purifying with ``settings`` unless it is None."""
         purified = self.purify(images, settings) if settings is not None else None
         if purified is not None:
+            scored = [p.before for p in purified]
             images = torch.stack([p.pixels for p in purified])
+        else:
+            scored = self.score(images) if self.detector is not None else [None] * len(images)
         logits = self.session.run(None, {self.input_name: images.float().cpu().numpy()})[0]
         logits = logits - logits.max(axis=1, keepdims=True)
         probabilities = np.exp(logits)
         probabilities /= probabilities.sum(axis=1, keepdims=True)
-        return [Classified(row.tolist(), purified[i] if purified else None) for i, row in enumerate(probabilities)]
+        return [Classified(row.tolist(), purified[i] if purified else None, scored[i])
+                for i, row in enumerate(probabilities)]
 
     def warm_up(self) -> None:
         """Run every operation once on a small batch so the first request pays no start-up cost."""

@@ -9,6 +9,11 @@ Drift monitoring: ``apudae_input_reconstruction_error`` is the per-image reconst
 (``models.calibration.ERROR_BUCKETS``); the calibration's mu and sigma are exported as gauges
 and ``apudae_input_outliers_total`` counts inputs with z > 3, so PromQL rules in
 ``deploy/prometheus/`` compare the live distribution with the calibration across replicas.
+
+Detection (models/detector.py): ``apudae_detector_checked_images_total`` counts the images the detector
+judged and ``apudae_flagged_images_total`` those it flagged, per model, false-positive rate used and (for
+flags) reason ("score": the reconstruction error above the threshold); ``apudae_detector_false_positive_rate``
+exports each stored rate as a number, so the drift alert compares the flagged share with the rate in use.
 """
 from __future__ import annotations
 
@@ -64,6 +69,14 @@ class ServiceMetrics:
                                       ["model"], registry=r)
         self.calibration_stddev = Gauge("apudae_calibration_error_stddev", "calibration sigma of the clean error",
                                         ["model"], registry=r)
+        self.detector_checked = Counter("apudae_detector_checked_images_total",
+                                        "images judged by the detector, by false-positive rate used",
+                                        ["model", "fpr"], registry=r)
+        self.flagged = Counter("apudae_flagged_images_total", "images the detector flagged, by false-positive "
+                               "rate used and reason (score: reconstruction error above the threshold)",
+                               ["model", "reason", "fpr"], registry=r)
+        self.detector_rate = Gauge("apudae_detector_false_positive_rate", "a stored false-positive rate of the "
+                                   "detector's thresholds (the fpr label as a number)", ["model", "fpr"], registry=r)
         self.models_ready = Gauge("apudae_models_ready", "bundles loaded and warmed up", registry=r)
         self.evaluation_jobs = Counter("apudae_evaluation_jobs_total", "finished /evaluate jobs, by status",
                                        ["status"], registry=r)
@@ -71,11 +84,21 @@ class ServiceMetrics:
             self.rejections.labels(reason)
 
     def set_calibration(self, model: str, calibration: Calibration) -> None:
-        """Export one bundle's calibration baseline and create its series at zero."""
+        """Export one bundle's calibration baseline (and its detector's rates) and create its series at zero."""
         self.calibration_mean.labels(model).set(calibration.mu)
         self.calibration_stddev.labels(model).set(calibration.sigma)
         self.input_error.labels(model)
         self.outliers.labels(model)
+        for rate in calibration.detector.rates if calibration.detector else ():
+            self.detector_rate.labels(model, f"{rate:g}").set(rate)
+            self.detector_checked.labels(model, f"{rate:g}")
+            self.flagged.labels(model, "score", f"{rate:g}")
+
+    def observe_detection(self, model: str, fpr: float, flags: Iterable[bool]) -> None:
+        """Count the images the detector judged at ``fpr`` and those it flagged (reason "score")."""
+        flags = list(flags)
+        self.detector_checked.labels(model, f"{fpr:g}").inc(len(flags))
+        self.flagged.labels(model, "score", f"{fpr:g}").inc(sum(flags))
 
     def observe_inputs(self, model: str, scores: Iterable[Scored]) -> None:
         """Record the pre-purification errors of served images (drift monitoring)."""

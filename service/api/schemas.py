@@ -23,9 +23,22 @@ class PurificationOut(BaseModel):
     steps: int = Field(description="update steps taken (0: already under mu)")
 
 
-class PurifiedOut(PurificationOut):
+class FlagOut(BaseModel):
+    """The detector's answer for one input (docs/SERVICE.md, "Flagged images")."""
+
+    flagged: bool | None = Field(description="true: the input's reconstruction error (error_before) is above the "
+                                 "detector's threshold at fpr, unlike clean images (adversarial or out of "
+                                 "distribution); null: the model has no detector thresholds, flags are unavailable")
+    fpr: float | None = Field(description="the false-positive rate whose threshold was used: at most this share of "
+                              "clean held-out training images is flagged; null when flags are unavailable")
+    withheld: bool = Field(False, description="true: on_flag=reject and the image was flagged, so its answer "
+                           "(label, class_index, probabilities, top5; for /purify the image) is null")
+
+
+class PurifiedOut(PurificationOut, FlagOut):
     name: str
-    image: str = Field(description="the purified image, base64 PNG (L or RGB) at the upload's size")
+    image: str | None = Field(description="the purified image, base64 PNG (L or RGB) at the upload's size; "
+                              "null when withheld")
 
 
 class PurifyResponse(BaseModel):
@@ -43,11 +56,12 @@ class RankedClass(BaseModel):
     probability: float
 
 
-class ClassifiedOut(BaseModel):
+class ClassifiedOut(FlagOut):
     name: str
-    class_index: int
-    label: str
-    probabilities: list[float] = Field(description="softmax of the classifier's logits, one per class")
+    class_index: int | None = Field(description="the most probable class; null when withheld")
+    label: str | None = Field(description="its name; null when withheld")
+    probabilities: list[float] | None = Field(description="softmax of the classifier's logits, one per class; "
+                                              "null when withheld")
     purification: PurificationOut | None = Field(description="null when purify=false")
     top5: list[RankedClass] | None = Field(None, description="the five most probable classes, most probable first; "
                                            "only for bundles with more than 10 classes, else null")
@@ -68,7 +82,8 @@ class ModelOut(BaseModel):
     name: str
     classes: list[str]
     input_shape: list[int] = Field(description="(C, H, W)")
-    calibration: dict = Field(description="mu, sigma, n and the histogram of the clean reconstruction error")
+    calibration: dict = Field(description="mu, sigma, n and the histogram of the clean reconstruction error, and "
+                                                   "detector: its thresholds per false-positive rate (absent: no flags)")
     purification_defaults: dict
     preprocessing: dict | None = Field(description="resize (shorter side), crop, interpolation applied to uploads "
                                                    "of any size; null: uploads must be at input_shape")

@@ -36,7 +36,7 @@ def rule_expressions() -> tuple[list[str], set[str]]:
 
 
 def referenced(expressions: list[str]) -> set[str]:
-    return {name for expr in expressions for name in re.findall(r"\b(?:[a-z]+:)?apudae_[a-z0-9_:]*", expr)}
+    return {name for expr in expressions for name in re.findall(r"\b(?:[a-z_]+:)?apudae_[a-z0-9_:]*", expr)}
 
 
 @needs_promtool

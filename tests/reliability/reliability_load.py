@@ -13,7 +13,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
+import torch
 
+from apudae.training.bench.inputs import tensor_request
 from reliability_fixtures import digit_png, files_field
 
 REFUSALS = (429, 503)
@@ -43,12 +45,22 @@ class Tally:
                 "max_latency_s": round(max(self.latencies, default=0.0), 3)}
 
 
+def request_of(route: str, params: dict, images: int) -> dict:
+    """httpx keyword arguments of a request of ``images`` images with options ``params``: PNG uploads in the
+    query's options, or for a /v2 infer route a binary UINT8 tensor with ``params`` as request parameters."""
+    if route.startswith("/v2/"):
+        body, headers = tensor_request(torch.rand(images, 1, 28, 28, generator=torch.Generator().manual_seed(0)),
+                                       params)
+        return {"content": body, "headers": headers}
+    return {"params": params, "files": files_field(*[(f"{i}.png", digit_png(i)) for i in range(images)])}
+
+
 class Load:
-    """Requests of ``images`` images to ``route`` of the service at ``url``."""
+    """Requests of ``images`` images to ``route`` of the service at ``url`` (``request_of``)."""
 
     def __init__(self, url: str, route: str, params: dict, images: int, timeout: float):
-        self.url, self.route, self.params, self.timeout = url, route, params, timeout
-        self.files = files_field(*[(f"{i}.png", digit_png(i)) for i in range(images)])
+        self.url, self.route, self.timeout = url, route, timeout
+        self.request = request_of(route, params, images)
         self.client = httpx.AsyncClient(base_url=url, timeout=timeout,
                                         limits=httpx.Limits(max_connections=None, max_keepalive_connections=0))
 
@@ -60,7 +72,7 @@ class Load:
         tally.sent += 1
         started = time.monotonic()
         try:
-            answer = await self.client.post(self.route, params=self.params, files=self.files)
+            answer = await self.client.post(self.route, **self.request)
         except httpx.ConnectError:
             tally.refused += 1
             tally.connection_refused += 1

@@ -6,7 +6,8 @@ afterwards the service is ready, its queue empty, and it serves at its earlier s
 
 CI runs 5 s; ``APUDAE_SOAK=1`` runs the 60 s soak. Throughput is measured, not assumed: the
 closed loop before the overload sets the rate. The workload is compute-bound on purpose
-(/purify, variant A, 20 steps, 4 images a request) so the batcher, not HTTP, saturates first."""
+(/purify, variant A, 20 steps, 4 images a request) so the batcher, not HTTP, saturates first; the same
+runs on the Open Inference Protocol's /v2/models/tiny-purify/infer with the images as a binary tensor."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +15,7 @@ import json
 import os
 
 import httpx
+import pytest
 
 from reliability_load import Load, Tally
 from reliability_server import metric_samples, serve
@@ -28,7 +30,10 @@ SLACK = 3.0  # upload and decode happen before the deadline's clock starts; DEAD
 MEMORY_GROWTH = 300 * 2**20  # bytes of RSS growth allowed under overload
 SETTINGS = dict(max_batch_size=8, max_batch_wait=0.005, max_queue_size=32, max_images=8,
                 request_deadline=DEADLINE, shutdown_grace=10)
-WORK = dict(route="/purify", params={"variant": "A", "n": 20}, images=4)
+OPTIONS = {"variant": "A", "n": 20}
+WORKS = {"/purify": dict(route="/purify", params=OPTIONS, images=4),
+         "/v2/models/{name}/infer": dict(route="/v2/models/tiny-purify/infer", params=OPTIONS, images=4)}
+"""Route template (the metrics' label) -> the load's requests."""
 
 
 def samples(metrics: str, name: str, **labels: str) -> float:
@@ -36,8 +41,8 @@ def samples(metrics: str, name: str, **labels: str) -> float:
     return sum(value for _, value in metric_samples(metrics, name, **labels))
 
 
-async def overload(served) -> dict:
-    load = Load(served.url, timeout=DEADLINE + 30, **WORK)
+async def overload(served, template: str) -> dict:
+    load = Load(served.url, timeout=DEADLINE + 30, **WORKS[template])
     try:
         before = await load.closed_loop(concurrency=4, seconds=3)
         rss_before = served.rss_bytes()
@@ -61,14 +66,15 @@ async def overload(served) -> dict:
             "throughput_before": round(before, 1), "throughput_after": round(after, 1),
             "rss_before": rss_before, "rss_peak": max(peak), "ready_after": ready,
             "queue_depth_after": samples(metrics, "apudae_queue_depth_images"),
-            "server_late": samples(metrics, "apudae_http_request_duration_seconds_count", route="/purify")
-            - samples(metrics, "apudae_http_request_duration_seconds_bucket", route="/purify", le=f"{DEADLINE + SLACK:.1f}"),
+            "server_late": samples(metrics, "apudae_http_request_duration_seconds_count", route=template)
+            - samples(metrics, "apudae_http_request_duration_seconds_bucket", route=template, le=f"{DEADLINE + SLACK:.1f}"),
             "client_late": sum(latency > DEADLINE + SLACK for latency in tally.latencies), **tally.summary()}
 
 
-def test_three_times_saturation_loses_nothing(tiny_models_dir, tmp_path):
+@pytest.mark.parametrize("template", WORKS)
+def test_three_times_saturation_loses_nothing(tiny_models_dir, tmp_path, template):
     with serve(tiny_models_dir, tmp_path, **SETTINGS) as served:
-        result = asyncio.run(asyncio.wait_for(overload(served), SECONDS + 120))
+        result = asyncio.run(asyncio.wait_for(overload(served, template), SECONDS + 120))
         exit_seconds = served.terminate()
     print("overload:", json.dumps(result))
     assert result["lost"] == 0 and result["reset"] == 0 and result["errors"] == {}

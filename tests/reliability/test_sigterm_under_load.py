@@ -1,7 +1,8 @@
 """Issue 5 item 3: SIGTERM to a real ``apudae serve`` under load. /readyz stops answering 200 at
 once, every request accepted before the signal is answered, later ones are refused (503 with
 Retry-After, or the connection is refused once the server stops listening), nothing is lost, and
-the process exits within its shutdown grace.
+the process exits within its shutdown grace. Run with PNG uploads to /purify and with binary tensors to
+the Open Inference Protocol's /v2/models/tiny-purify/infer.
 
 A connection reset with no answer is counted apart: uvicorn's graceful shutdown closes only
 connections whose request it has not started (headers not yet read), so such a request never
@@ -15,6 +16,7 @@ import time
 from collections import Counter
 
 import httpx
+import pytest
 
 from reliability_load import Load, Tally
 from reliability_server import serve
@@ -22,7 +24,8 @@ from reliability_server import serve
 GRACE = 10
 SETTINGS = dict(max_batch_size=8, max_batch_wait=0.005, max_queue_size=64, max_images=8,
                 request_deadline=GRACE, shutdown_grace=GRACE)
-WORK = dict(route="/purify", params={"variant": "A", "n": 20}, images=4)
+ROUTES = ("/purify", "/v2/models/tiny-purify/infer")  # PNG uploads; a binary tensor (Open Inference Protocol)
+OPTIONS = {"variant": "A", "n": 20}
 LOAD_SECONDS, SIGNAL_AT = 4.0, 1.5
 
 
@@ -40,8 +43,8 @@ async def probe_readiness(url: str, seconds: float) -> list[str]:
     return seen
 
 
-async def shutdown_under_load(served) -> dict:
-    load = Load(served.url, timeout=GRACE + 30, **WORK)
+async def shutdown_under_load(served, route: str) -> dict:
+    load = Load(served.url, route, OPTIONS, images=4, timeout=GRACE + 30)
     try:
         rate = 1.5 * max(await load.closed_loop(concurrency=4, seconds=2), 1.0)
         tally = Tally()
@@ -60,9 +63,10 @@ async def shutdown_under_load(served) -> dict:
             "exit_code": exit_code, "exit_seconds": round(exit_seconds, 2), **tally.summary()}
 
 
-def test_sigterm_under_load_answers_every_accepted_request(tiny_models_dir, tmp_path):
+@pytest.mark.parametrize("route", ROUTES)
+def test_sigterm_under_load_answers_every_accepted_request(tiny_models_dir, tmp_path, route):
     with serve(tiny_models_dir, tmp_path, **SETTINGS) as served:
-        result = asyncio.run(asyncio.wait_for(shutdown_under_load(served), LOAD_SECONDS + GRACE + 90))
+        result = asyncio.run(asyncio.wait_for(shutdown_under_load(served, route), LOAD_SECONDS + GRACE + 90))
     log = served.log.read_text()
     print("sigterm:", json.dumps({k: v for k, v in result.items() if k != "readyz_after_sigterm"}),
           "readyz:", dict(Counter(result["readyz_after_sigterm"])))

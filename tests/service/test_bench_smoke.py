@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import shutil
 
@@ -13,8 +14,8 @@ import apudae.training.bench as bench
 from apudae.models.bundle import load_bundle
 from apudae.training.attacks.base import quantize_8bit
 from apudae.training.bench.engine_candidates import compare_candidates
-from apudae.training.bench.inputs import BenchImages, png_uploads
-from apudae.training.bench.load import Target
+from apudae.training.bench.inputs import BenchImages, png_uploads, tensor_request
+from apudae.training.bench.load import png_target, tensor_target
 from apudae.training.bench.offline import SweepPlan
 from apudae.training.bench.report import _engine_candidates
 from apudae.training.bench.served import ServePlan, drained, running_service
@@ -45,10 +46,12 @@ def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
     served = result["served"]
     assert served["unbatched"]["max_batch_size"] == 1
     assert all(row["errors"] == 0 for row in served["batched"]["closed_loop"] + served["unbatched"]["closed_loop"])
+    assert all(row["errors"] == 0 for row in served["tensor"]["closed_loop"] + served["tensor"]["open_loop"])
+    assert served["tensor"]["path"] == "/v2/models/tiny/infer"
     row = served["batched"]["closed_loop"][0]
     assert row["server_cpu_per_image"]["median"] > 0 and row["client_cpu_per_request"]["median"] > 0
     report = out_md.read_text()
-    assert "## Targets" in report and "<!-- bench:end -->" in report
+    assert "## Targets" in report and "<!-- bench:end -->" in report and "served tensor >= 85%" in report
 
     flops_only = parser.parse_args(["--model-dir", str(tiny_models_dir), "--sections", "flops", "--threads", "1",
                                      "--peak-size", "64", "--repeats", "1", "--json", str(tmp_path / "flops.json"),
@@ -99,11 +102,13 @@ def test_both_closed_loop_generators_count_answers_and_the_service_drains(tiny_m
     uploads = png_uploads(images)
     plan = ServePlan((2,), (), 1.0, 1, 2, 0.005, 16)
     with running_service(tiny_models_dir / "tiny", 2, plan, 1) as base:
-        target = Target(base, "tiny", uploads)
-        for generator in ("wrk", "python"):
+        tensors = [tensor_request(image[None]) for image in images]
+        targets = (png_target(base, "tiny", uploads), tensor_target(base, "tiny", tensors))
+        for target, generator in itertools.product(targets, ("wrk", "python")):
             run = asyncio.run(ServePlan(**{**plan.__dict__, "closed_loop_generator": generator}).closed_loop(
                 target, 3, 1.0))
             summary = run.summary()
-            assert summary["answered"] > 0 and summary["errors"] == 0 and summary["rejected_share"] == 0, generator
-            assert 0 < summary["p50"] <= summary["p99"], generator
+            assert summary["answered"] > 0 and summary["errors"] == 0 and summary["rejected_share"] == 0, \
+                (target.path, generator)
+            assert 0 < summary["p50"] <= summary["p99"], (target.path, generator)
             assert drained(base, "tiny").in_flight == 0

@@ -4,7 +4,8 @@ One run measures, in order: the machine and its peak rates (``machine``); per bu
 purification per variant (``flops``), the bare-step floor, the loop and the engine per batch size on
 clean and adversarial inputs (``offline``), layout/precision candidates of the step
 (``candidates``) and of the whole engine with their accuracy (``engine_candidates``); then, for one
-bundle, the served path with the batcher and with max batch 1 (``served``). It writes every figure
+bundle, the served path with the batcher and with max batch 1 for multipart PNG uploads to /classify,
+and with the batcher for binary UINT8 tensors to the Open Inference Protocol's /v2 infer (``served``). It writes every figure
 to JSON and renders docs/PERFORMANCE.md from it (``report``).
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,7 +23,8 @@ from apudae.models.bundle import load_bundle
 from apudae.models.purification import VARIANTS
 from apudae.training.bench.candidates import candidate_sweep
 from apudae.training.bench.flops import pool_flops, purification_flops
-from apudae.training.bench.inputs import bench_images, png_uploads
+from apudae.training.bench.inputs import bench_images, png_uploads, tensor_request
+from apudae.training.bench.load import png_target, tensor_target
 from apudae.training.bench.machine import describe, peak_rates
 from apudae.training.bench.offline import SweepPlan, engine_sweep, floor_sweep, loop_sweep
 from apudae.training.bench.engine_candidates import compare_candidates
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 
 SECTIONS = ("flops", "floor", "candidates", "loop", "engine", "engine-candidates", "served")
+SERVED_TARGETS = ("png", "tensor")
 
 
 def _sections(text: str) -> frozenset[str]:
@@ -41,6 +45,14 @@ def _sections(text: str) -> frozenset[str]:
     if not chosen <= set(SECTIONS):
         raise argparse.ArgumentTypeError(f"unknown sections {sorted(chosen - set(SECTIONS))}; "
                                          f"choose from {','.join(SECTIONS)}")
+    return chosen
+
+
+def _targets(text: str) -> tuple[str, ...]:
+    chosen = tuple(text.split(","))
+    if not set(chosen) <= set(SERVED_TARGETS):
+        raise argparse.ArgumentTypeError(f"unknown served targets {sorted(set(chosen) - set(SERVED_TARGETS))}; "
+                                         f"choose from {','.join(SERVED_TARGETS)}")
     return chosen
 
 
@@ -83,6 +95,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--serve-max-batch", type=int, default=64, help="service max batch size (default: 64)")
     a("--serve-batch-wait", type=float, default=0.005, help="service max batch wait, s (default: 0.005)")
     a("--serve-queue", type=int, default=256, help="service max queue size, images (default: 256)")
+    a("--served-targets", type=_targets, default=SERVED_TARGETS, help="served request kinds: png (multipart "
+      "to /classify, swept with the batcher and with max batch 1), tensor (binary UINT8 to /v2/models/<b>/infer, "
+      "with the batcher); default: png,tensor")
     a("--load-generator", choices=("auto", "wrk", "python"), default="auto", help="closed-loop load: wrk "
       "(C, little CPU per request), python (httpx clients, more CPU per request) or auto: wrk when installed")
     a("--json", type=Path, default=Path("docs/performance.json"), help="JSON output")
@@ -159,11 +174,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def bench_served(path: Path, args: argparse.Namespace) -> dict:
-    """The served sweep with the batcher, then with max batch 1 at the same open-loop rates."""
+    """The served sweeps: PNG uploads with the batcher, then with max batch 1 at the same open-loop rates;
+    binary tensors with the batcher (``args.served_targets`` chooses)."""
     bundle = load_bundle(path)
     model = bundle.name
     images = bench_images(bundle, args.images, args.data_dir)
-    uploads = png_uploads(images.adversarial)
     generator = args.load_generator
     if generator == "auto":
         generator = "wrk" if wrk_available() else "python"
@@ -171,9 +186,16 @@ def bench_served(path: Path, args: argparse.Namespace) -> dict:
         raise SystemExit("--load-generator wrk: no wrk on the PATH (apt-get install wrk)")
     plan = ServePlan(args.concurrency, args.rate_fractions, args.duration, args.repeats, args.serve_max_batch,
                      args.serve_batch_wait, args.serve_queue, generator, args.precision)
-    batched = served_sweep(path, model, uploads, plan, args.threads)
-    rates = tuple(row["rate"] for row in batched["open_loop"])
-    single = served_sweep(path, model, uploads, ServePlan(**{**plan.__dict__, "max_batch_size": 1}), args.threads,
-                          rates=rates)
-    return {"bundle": path.name, "inputs": f"adversarial 8-bit PNG uploads ({images.attack}), one image per request",
-            "batched": batched, "unbatched": single}
+    out = {"bundle": path.name, "inputs": f"adversarial 8-bit images ({images.attack}), one per request"}
+    if "png" in args.served_targets:
+        uploads = png_uploads(images.adversarial)
+        pngs = partial(png_target, model=model, uploads=uploads)
+        out["batched"] = served_sweep(path, model, pngs, plan, args.threads)
+        rates = tuple(row["rate"] for row in out["batched"]["open_loop"])
+        out["unbatched"] = served_sweep(path, model, pngs, ServePlan(**{**plan.__dict__, "max_batch_size": 1}),
+                                        args.threads, rates=rates)
+    if "tensor" in args.served_targets:
+        requests = [tensor_request(image[None]) for image in images.adversarial]
+        out["tensor"] = served_sweep(path, model, partial(tensor_target, model=model, requests=requests), plan,
+                                     args.threads)
+    return out

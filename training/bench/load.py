@@ -3,7 +3,10 @@
 Closed loop: ``clients`` tasks each send a request, wait for its answer, and send the next.
 Open loop: requests leave on a Poisson schedule of ``rate`` per second whatever the answers do; each
 latency is measured from the request's *scheduled* departure, so a stalled server cannot hide its
-queueing (no coordinated omission). Every request uploads one 8-bit PNG to ``POST /classify``.
+queueing (no coordinated omission). A :class:`Target` posts prepared bodies in turn: one 8-bit PNG as
+multipart to ``POST /classify`` (``png_target``), or one 8-bit image as a binary UINT8 tensor to the Open
+Inference Protocol's ``POST /v2/models/{model}/infer`` (``tensor_target``). Both load generators (these
+Python clients and wrk) send the same bytes.
 """
 from __future__ import annotations
 
@@ -51,21 +54,40 @@ class LoadRun:
                            *(percentile(self.latencies, q) for q in (50, 90, 99)))
 
 
-class Target:
-    """Where and what to send: ``POST {base_url}/classify?model=...`` with one PNG from ``uploads``."""
+BOUNDARY = "apudae-bench-boundary"
 
-    def __init__(self, base_url: str, model: str, uploads: list[bytes]):
-        self.base_url, self.uploads = base_url, uploads
-        self.url, self.params = f"{base_url}/classify", {"model": model}
-        self._uploads = itertools.cycle(uploads)
+
+class Target:
+    """Where and what to send: ``POST {base_url}{path}`` under ``headers``, with ``bodies`` in turn."""
+
+    def __init__(self, base_url: str, path: str, headers: dict[str, str], bodies: list[bytes]):
+        self.base_url, self.path, self.headers, self.bodies = base_url, path, headers, bodies
+        self._bodies = itertools.cycle(bodies)
 
     async def send(self, client: httpx.AsyncClient) -> int:
-        files = [("files", ("image.png", next(self._uploads), "image/png"))]
         try:
-            response = await client.post(self.url, params=self.params, files=files)
+            response = await client.post(self.base_url + self.path, content=next(self._bodies), headers=self.headers)
         except httpx.TransportError:
             return -1
         return response.status_code
+
+
+def png_target(base_url: str, model: str, uploads: list[bytes]) -> Target:
+    """One PNG of ``uploads`` per request, multipart field ``files``, to ``/classify?model=<model>``."""
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"image.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode()
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+    return Target(base_url, f"/classify?model={model}", {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+                  [head + png + tail for png in uploads])
+
+
+def tensor_target(base_url: str, model: str, requests: list[tuple[bytes, dict[str, str]]]) -> Target:
+    """One request of ``requests`` (body, headers: ``inputs.tensor_request`` of one image each, so every
+    header is the same) per request, to ``/v2/models/<model>/infer``."""
+    headers = requests[0][1]
+    if any(h != headers for _, h in requests):
+        raise ValueError("the tensor requests must share their headers (the same shape and parameters)")
+    return Target(base_url, f"/v2/models/{model}/infer", headers, [body for body, _ in requests])
 
 
 def _client(connections: int) -> httpx.AsyncClient:

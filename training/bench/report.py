@@ -128,17 +128,23 @@ def _engine_candidates(bundle: dict) -> list[str]:
          "predictions differing from NCHW fp32 (clean / PGD)"], rows)
 
 
+SERVED_KINDS = {"batched": "multipart PNG", "unbatched": "multipart PNG", "tensor": "binary UINT8 tensor"}
+"""Served sweep (a key of the bench result's ``served``) -> what its requests were."""
+
+
 def _served(served: dict) -> list[str]:
     lines = ["## Served throughput and latency", "", f"Bundle `{served['bundle']}`, {served['inputs']}; "
              "latencies in ms, open-loop latency counted from each request's scheduled departure; CPU: the "
              "service process's and the load generator's CPU time (both on this machine's cores), and their sum "
              "as a share of all cores over the run.", ""]
-    generators = served["batched"].get("closed_loop_generator", "python")
+    generators = next(served[k] for k in SERVED_KINDS if k in served).get("closed_loop_generator", "python")
     lines += [f"Load generators: closed loop {'wrk (C, one thread)' if generators == 'wrk' else 'Python (httpx)'}, "
               "open loop Python (httpx).", ""]
-    for label in ("batched", "unbatched"):
+    for label, kind in SERVED_KINDS.items():
+        if label not in served:
+            continue
         s = served[label]
-        lines += [f"### max batch {s['max_batch_size']} (wait {s['max_batch_wait'] * 1e3:g} ms): saturation "
+        lines += [f"### {kind} to `{s['path']}`, max batch {s['max_batch_size']} (wait {s['max_batch_wait'] * 1e3:g} ms): saturation "
                   f"{s['saturation_throughput']:.1f} images/s", ""]
         for mode, key in (("closed loop", "clients"), ("open loop", "rate")):
             rows = [[f"{r[key]:g}" if key == "clients" else f"{r[key]:.1f}", _spread(r["throughput"]),

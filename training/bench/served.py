@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,12 +187,13 @@ def _repeated(base: str, target: Target, model: str, load, repeats: int, **level
     return row
 
 
-def served_sweep(bundle_dir: Path, model: str, uploads: list[bytes], plan: ServePlan, threads: int,
-                 rates: tuple[float, ...] | None = None) -> dict:
+def served_sweep(bundle_dir: Path, model: str, make_target: Callable[[str], Target], plan: ServePlan,
+                 threads: int, rates: tuple[float, ...] | None = None) -> dict:
     """Closed-loop sweep, then open-loop runs at ``rates`` (default: ``plan.rate_fractions`` of the
-    closed-loop peak), against a service with batches of at most ``plan.max_batch_size`` images."""
+    closed-loop peak), against a service with batches of at most ``plan.max_batch_size`` images, of the
+    requests ``make_target(base_url)`` sends."""
     with running_service(bundle_dir, plan.max_batch_size, plan, threads) as base:
-        target = Target(base, model, uploads)
+        target = make_target(base)
         asyncio.run(plan.closed_loop(target, max(plan.concurrency), min(plan.duration, 5.0)))  # warm-up
         closed = [_repeated(base, target, model, lambda t, c=c: plan.closed_loop(t, c, plan.duration),
                             plan.repeats, clients=c) for c in plan.concurrency]
@@ -199,6 +201,6 @@ def served_sweep(bundle_dir: Path, model: str, uploads: list[bytes], plan: Serve
         rates = rates or tuple(f * saturation for f in plan.rate_fractions)
         opened = [_repeated(base, target, model, lambda t, r=r: open_loop(t, r, plan.duration), plan.repeats,
                             rate=r) for r in rates]
-    return {"max_batch_size": plan.max_batch_size, "max_batch_wait": plan.max_batch_wait,
+    return {"path": target.path, "max_batch_size": plan.max_batch_size, "max_batch_wait": plan.max_batch_wait,
             "closed_loop_generator": plan.closed_loop_generator, "open_loop_generator": "python (httpx)",
             "saturation_throughput": saturation, "closed_loop": closed, "open_loop": opened}

@@ -5,9 +5,10 @@ clients (``load.closed_loop``, httpx) spend far more CPU per request than wrk, C
 purifier beside them. wrk is closed-loop only, so the open-loop runs (``load.open_loop``) stay in
 Python; at half and 0.9 of saturation they send few enough requests that their cost is small.
 
-One wrk thread with ``clients`` connections posts the bench's PNG uploads in turn as
-``multipart/form-data`` to ``/classify``; a Lua script counts 200, rejected (429/503) and other answers
-and prints the latency percentiles and counts as one JSON line when wrk is done.
+One wrk thread with ``clients`` connections posts a target's bodies in turn (``load.Target``: multipart
+PNGs to ``/classify``, or binary tensors to ``/v2/models/{model}/infer``), under the target's headers; a
+Lua script counts 200, rejected (429/503) and other answers and prints the latency percentiles and
+counts as one JSON line when wrk is done.
 """
 from __future__ import annotations
 
@@ -20,8 +21,6 @@ from pathlib import Path
 
 from apudae.training.bench.load import REJECTED, Target, run_summary
 
-BOUNDARY = "apudae-bench-boundary"
-
 SCRIPT = """
 local bodies, next_body = {}, 0
 for i = 0, COUNT - 1 do
@@ -31,7 +30,7 @@ local threads = {}
 function setup(thread) threads[#threads + 1] = thread end
 function init(args) ok, rejected, other = 0, 0, 0 end
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "multipart/form-data; boundary=BOUNDARY"
+for name, value in pairs(HEADERS) do wrk.headers[name] = value end
 function request()
   next_body = next_body % #bodies + 1
   return wrk.format(nil, PATH, nil, bodies[next_body])
@@ -77,15 +76,13 @@ class WrkRun:
 
 
 def write_script(target: Target, folder: Path) -> Path:
-    """Write the uploads as multipart bodies and the Lua script that posts them into ``folder``."""
-    for i, png in enumerate(target.uploads):
-        head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"image.png\"\r\n"
-                "Content-Type: image/png\r\n\r\n").encode()
-        (folder / f"{i}.bin").write_bytes(head + png + f"\r\n--{BOUNDARY}--\r\n".encode())
-    path = f"/classify?model={target.params['model']}"
+    """Write the target's bodies and the Lua script that posts them into ``folder``."""
+    for i, body in enumerate(target.bodies):
+        (folder / f"{i}.bin").write_bytes(body)
     rejected = "{" + ", ".join(f"[{code}] = true" for code in REJECTED) + "}"
-    script = (f"local COUNT, DIR, PATH, REJECTED = {len(target.uploads)}, {json.dumps(str(folder))}, "
-              f"{json.dumps(path)}, {rejected}\n" + SCRIPT.replace("BOUNDARY", BOUNDARY))
+    headers = "{" + ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in target.headers.items()) + "}"
+    script = (f"local COUNT, DIR, PATH, REJECTED, HEADERS = {len(target.bodies)}, {json.dumps(str(folder))}, "
+              f"{json.dumps(target.path)}, {rejected}, {headers}\n" + SCRIPT)
     (folder / "post.lua").write_text(script)
     return folder / "post.lua"
 

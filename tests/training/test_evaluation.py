@@ -13,7 +13,7 @@ from apudae.service import cli as apudae_cli
 from apudae.training.data import ImageSet
 from apudae.training.evaluation import evaluate, tune
 from apudae.training.evaluation.config import EvaluationConfig
-from apudae.training.evaluation.harness import Evaluation, run_evaluation
+from apudae.training.evaluation.harness import Evaluation, Outcome, run_evaluation
 from apudae.training.evaluation.stats import Tally, wilson_interval
 
 
@@ -108,9 +108,9 @@ class Stop(Exception):
 
 
 def _outcome(summary: dict) -> list[tuple]:
-    """What a run measured, without its timings."""
-    return [(c["defence"], c["attack"], c["correct"], c["total"], c["purification_steps_per_image"])
-            for c in summary["cells"]]
+    """What a run measured, without its timings (the rejection counts and ROC-AUC included)."""
+    return [(c["defence"], c["attack"], c["correct"], c["total"], c["purification_steps_per_image"],
+             c.get("with_rejection"), c.get("roc_auc")) for c in summary["cells"]]
 
 
 def test_a_resumed_run_ends_with_the_numbers_of_an_uninterrupted_one(tiny_models_dir, seven_images, tmp_path):
@@ -339,13 +339,17 @@ def test_worst_case_row_counts_images_that_survive_every_adaptive_attack(tiny_mo
 
 def test_worst_case_ands_the_clean_prediction_and_every_adaptive_attack_per_image(
         tiny_models_dir, seven_images, monkeypatch):
-    """Per image, not per count: each outcome below is right on 6 of 7 images, a different one each."""
+    """Per image, not per count: each outcome below is right on 6 of 7 images, a different one each. With
+    rejection (rate 0.01), an image counts where every outcome is right or flagged: the wrong clean image 0
+    and the wrong counter-a image 1 are flagged, the wrong images 2 and 3 are not: 5 of 7."""
     outcomes = {"clean": [0, 1, 1, 1, 1, 1, 1], "counter-a": [1, 0, 1, 1, 1, 1, 1],
                 "counter-b(beta=1)": [1, 1, 0, 1, 1, 1, 1], "pgd-eot": [1, 1, 1, 0, 1, 1, 1]}
+    flags = {"clean": [1, 0, 0, 0, 0, 0, 0], "counter-a": [0, 1, 0, 0, 0, 0, 0], "pgd-eot": [0, 0, 0, 0, 1, 0, 0]}
 
     def scripted_score(self, epsilon, attack, threat_model, defences, x, y, attack_seconds):
         correct = torch.tensor(outcomes.get(attack, [1] * 7), dtype=torch.bool)
-        return {d.name: correct.clone() for d in defences}
+        flagged = torch.tensor(flags.get(attack, [0] * 7), dtype=torch.bool)
+        return {d.name: Outcome(correct.clone(), {0.01: flagged}) for d in defences}
 
     monkeypatch.setattr(Evaluation, "_score", scripted_score)
     config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("counter-a", "counter-b", "pgd-eot"),
@@ -353,6 +357,8 @@ def test_worst_case_ands_the_clean_prediction_and_every_adaptive_attack_per_imag
                               adaptive_steps=1, adaptive_eot=1, reduced_reason="a test")
     cells = run_evaluation(config, data=seven_images)["cells"]  # only the harness's own row is tallied
     assert {(c["defence"], c["correct"], c["total"]) for c in cells} == {("direct", 3, 7), ("F", 3, 7)}
+    assert all(c["with_rejection"]["0.01"]["defended"] == 5 and "detection_rate" not in c["with_rejection"]["0.01"]
+               for c in cells)
 
 
 def test_tune_prints_each_point_its_compared_entries_direct_and_no_defence(tiny_models_dir, seven_images,

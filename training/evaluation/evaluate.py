@@ -112,6 +112,8 @@ def describe(plan: dict) -> list[str]:
             f"defences: {', '.join(plan['defences'])}",
             f"purification: {json.dumps(purification, default=str)}",
             f"attacks: {attacks}",
+            "detector: " + (f"with rejection at false-positive rates {plan['detector_rates']}" if plan["detector_rates"]
+                            else "none (no thresholds in the bundle: no results with rejection)"),
             f"work: {plan['total']} {plan['unit']}s; a time estimate follows the first batch"]
 
 

@@ -9,6 +9,12 @@ attacks that target one defence (BPDA, PGD-EOT, APGD-EOT) are run against each p
 With two or more adaptive attacks, the ``worst-case`` row counts per defence the images that it
 classifies correctly clean and that every one of those attacks (each beta of counter-attack B included)
 left correctly classified: AutoAttack's robust accuracy.
+
+With the bundle's detector (models/detector.py; ``Bundle.calibration.detector``), every cell also counts at
+each stored false-positive rate the images flagged, those defended with rejection (flagged or classified
+correctly) and the accepted ones classified correctly, and keeps their detection scores for the ROC-AUC
+(``stats``); the worst-case row then counts, per rate, the images defended with rejection clean and under
+every adaptive attack.
 """
 from __future__ import annotations
 
@@ -23,13 +29,15 @@ from torch import nn
 
 from apudae.models.bundle import Bundle, load_bundle
 from apudae.models.cuda import make_cuda_reproducible
+from apudae.models.dae import reconstruction_error
+from apudae.models.detector import Detector
 from apudae.models.purification import VARIANTS, PurificationResult, PurifySettings, purify
 from apudae.training.attacks import ADAPTIVE, GREY_BOX, Attack, AttackTarget, build_attacks
 from apudae.training.attacks.base import quantize_8bit
 from apudae.training.data import ImageSet, load_dataset
 from apudae.training.evaluation.config import EvaluationConfig, compare_entry
 from apudae.training.evaluation.resume import clear_progress, load_progress, run_identity, save_progress
-from apudae.training.evaluation.stats import Tally
+from apudae.training.evaluation.stats import CLEAN, Tally, rejection_counts
 
 GALLERY_SIZE = 8
 WORST_CASE = "worst-case"  # the row of images correct clean and under every adaptive attack of the run
@@ -50,6 +58,19 @@ class Defence:
         with torch.no_grad():
             preds = self.classifier(x if result is None else result.images).argmax(1)
         return preds, result
+
+
+@dataclass
+class Outcome:
+    """One defence on one batch: ``correct`` (B,) bool, and per false-positive rate the detector's
+    ``flags`` (B,) bool (empty without a detector)."""
+
+    correct: torch.Tensor
+    flags: dict[float, torch.Tensor]
+
+    def survival(self) -> dict[float | None, torch.Tensor]:
+        """(B,) bool per key: None -> correct; each rate -> defended with rejection (flagged or correct)."""
+        return {None: self.correct, **{rate: flagged | self.correct for rate, flagged in self.flags.items()}}
 
 
 @dataclass
@@ -94,6 +115,7 @@ class Evaluation:
         self.defences = _defences(self.bundle, self.settings, config.compare)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.tally, self.artifacts = Tally(), Artifacts()
+        self.detector: Detector | None = self.bundle.calibration.detector
         self._subset = torch.zeros(0, dtype=torch.bool)  # the batch's images the bare classifier gets right
         self.attack_settings: dict[str, dict] = {}
         self._progress: Progress | None = None
@@ -134,6 +156,7 @@ class Evaluation:
                 "device": str(self.device), "purification": {**vars(self.settings), "scale": list(self.settings.scale)},
                 "defences": [d.name for d in self.defences],
                 "attacks": {a.name: a.settings() for built in attacks.values() for a in built},
+                "detector_rates": list(self.detector.rates) if self.detector else None,
                 "unit": "attack step" if steps else "image",
                 "total": images * steps if steps else images * len(self.config.epsilons)}
 
@@ -173,6 +196,7 @@ class Evaluation:
         return {"config": cfg.to_dict(), "bundle": self.bundle.name, "dataset": self.bundle.meta.get("provenance"),
                 "purification": {**vars(self.settings), "scale": list(self.settings.scale)},
                 "defences": [d.name for d in self.defences], "attacks": self.attack_settings,
+                "detector": self.detector.to_dict() if self.detector else None,
                 "samples": int(min(cfg.samples or len(self.data), len(self.data))),
                 "wall_seconds": time.perf_counter() - start, "cells": self.tally.to_list()}
 
@@ -186,10 +210,15 @@ class Evaluation:
         save_progress(self.config.out, {
             "config": run_identity(self.config.to_dict()), "done": done, "seconds": seconds,
             "generator": self.generator.get_state(), "cells": self.tally.state(),
-            "errors": dict(self.artifacts.errors), "gallery": self.artifacts.gallery})
+            "errors": dict(self.artifacts.errors), "gallery": self.artifacts.gallery,
+            "detector": self.detector.to_dict() if self.detector else None})
 
     def _restore(self, state: dict) -> tuple[int, float]:
-        """Take up a saved run: returns the (epsilon, batch) steps it had done and the seconds they took."""
+        """Take up a saved run: returns the (epsilon, batch) steps it had done and the seconds they took.
+        The run keeps the detector it started with (none, for a checkpoint written before the detector),
+        so that every batch's rejection counts use the same thresholds."""
+        saved = state.get("detector")
+        self.detector = Detector.from_dict(saved) if saved else None
         self.generator.set_state(state["generator"])
         self.tally.restore(state["cells"])
         self.artifacts.errors.update(state["errors"])
@@ -199,10 +228,11 @@ class Evaluation:
     def _batch(self, epsilon: float, attacks: list[Attack], x: torch.Tensor, y: torch.Tensor) -> None:
         with torch.no_grad():  # (B,) bool: the images of the paper's protocol, right under no defence
             self._subset = self.bundle.classifier(x).argmax(1) == y
-        clean = self._score(epsilon, "clean", GREY_BOX, self.defences, x, y, 0.0)
+        clean = self._score(epsilon, CLEAN, GREY_BOX, self.defences, x, y, 0.0)
         purifying = [d for d in self.defences if d.settings is not None]
-        # purifying defence -> (B,) bool: correct clean and, so far, under every adaptive attack
-        survivors = {d.name: clean[d.name] for d in purifying}
+        # purifying defence -> Outcome.survival() keys -> (B,) bool: defended clean and, so far, under every
+        # adaptive attack (correct; and per rate, flagged or correct)
+        survivors = {d.name: clean[d.name].survival() for d in purifying}
         for attack in attacks:
             if attack.threat_model == GREY_BOX:
                 for classifier in {id(d.classifier): d.classifier for d in self.defences}.values():
@@ -213,16 +243,19 @@ class Evaluation:
             for group in groups:
                 target = AttackTarget(self.bundle.classifier, self.bundle.dae, self.bundle.calibration,
                                       group[0].settings, self.generator)
-                for name, correct in self._attack(epsilon, attack, target, group, x, y).items():
-                    survivors[name] &= correct
+                for name, outcome in self._attack(epsilon, attack, target, group, x, y).items():
+                    survivors[name] = {key: alive & outcome.survival()[key] for key, alive in survivors[name].items()}
         if sum(attack.threat_model == ADAPTIVE for attack in attacks) > 1:
             for name, alive in survivors.items():
-                self.tally.add(epsilon, name, WORST_CASE, ADAPTIVE, int(alive.sum()), len(alive),
-                               subset=(int((alive & self._subset).sum()), int(self._subset.sum())))
+                correct = alive[None]
+                self.tally.add(epsilon, name, WORST_CASE, ADAPTIVE, int(correct.sum()), len(correct),
+                               subset=(int((correct & self._subset).sum()), int(self._subset.sum())),
+                               rejection={f"{rate:g}": {"defended": int(kept.sum())}
+                                          for rate, kept in alive.items() if rate is not None})
 
     def _attack(self, epsilon: float, attack: Attack, target: AttackTarget, defences: list[Defence],
-                x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Attack x, score ``defences`` on the adversaries; returns each defence's (B,) bool correctness."""
+                x: torch.Tensor, y: torch.Tensor) -> dict[str, Outcome]:
+        """Attack x, score ``defences`` on the adversaries; returns each defence's outcome."""
         began = time.perf_counter()
         adv = attack.generate(target, x, y)
         seconds = time.perf_counter() - began
@@ -233,18 +266,26 @@ class Evaluation:
         return self._score(epsilon, attack.name, attack.threat_model, defences, adv, y, seconds)
 
     def _score(self, epsilon: float, attack: str, threat_model: str, defences: list[Defence],
-               x: torch.Tensor, y: torch.Tensor, attack_seconds: float) -> dict[str, torch.Tensor]:
-        """Count each defence's correct predictions on x; returns them per image, (B,) bool per defence."""
+               x: torch.Tensor, y: torch.Tensor, attack_seconds: float) -> dict[str, Outcome]:
+        """Count each defence's correct predictions on x and, with a detector, its flags (one DAE pass on x,
+        the same for every defence); returns each defence's outcome."""
+        scores, flags = [], {}
+        if self.detector is not None:
+            with torch.no_grad():
+                errors = reconstruction_error(self.bundle.dae, x)
+            scores, flags = errors.tolist(), {rate: self.detector.flags(errors, rate) for rate in self.detector.rates}
         outcomes = {}
         for defence in defences:
             began = time.perf_counter()
             preds, result = defence.predict(self.bundle, x)
             seconds = time.perf_counter() - began
-            outcomes[defence.name] = correct = preds == y
+            correct = preds == y
+            outcomes[defence.name] = Outcome(correct, flags)
             steps = None if result is None else int(result.steps.sum())
             self.tally.add(epsilon, defence.name, attack, threat_model, int(correct.sum()), len(y),
                            attack_seconds, seconds, steps,
-                           (int((correct & self._subset).sum()), int(self._subset.sum())))
+                           (int((correct & self._subset).sum()), int(self._subset.sum())),
+                           rejection_counts(correct, flags), scores)
             if defence.name == self.settings.variant != "direct" and epsilon == self.config.epsilons[0]:
                 self._keep(attack, x, preds, result, defence.name)
         return outcomes

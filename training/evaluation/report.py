@@ -5,16 +5,17 @@ import json
 from pathlib import Path
 
 from apudae.training.evaluation.harness import Artifacts
+from apudae.training.evaluation.stats import CLEAN
 
 
 def markdown_tables(summary: dict) -> str:
     """Accuracy tables: rows = attacks, columns = defences, cells "acc [low, high]" with n below; then the
     same on the images the bare classifier gets right clean (the paper's ImageNet protocol), when those
-    are not all of them."""
+    are not all of them; then, with a detector, one table with rejection per false-positive rate."""
     cells = summary["cells"]
     defences = summary["defences"]
     lines = [f"# Evaluation of bundle `{summary['bundle']}` ({summary['samples']} test images)", "",
-             f"Purification: `{json.dumps(summary['purification'])}`", ""]
+             f"Purification: `{json.dumps(summary['purification'])}`", "", *_detector_line(summary.get("detector")), ""]
     for epsilon in summary["config"]["epsilons"]:
         for threat in ("grey-box", "adaptive"):
             rows = [c for c in cells if c["epsilon"] == epsilon and c["threat_model"] == threat]
@@ -26,6 +27,8 @@ def markdown_tables(summary: dict) -> str:
             if all(subsets) and any(sub["total"] < c["total"] for sub, c in zip(subsets, rows)):
                 lines += ["On the images the bare classifier gets right clean (the paper's protocol):", ""]
                 lines += _accuracy_table(rows, defences, lambda c: {**c, **c["correct_subset"]})
+            for rate in dict.fromkeys(rate for c in rows for rate in c.get("with_rejection", {})):
+                lines += _rejection_table(rows, defences, rate)
     lines += _worst_counter_b(cells)
     lines += ["Attack settings:", "", "```json", json.dumps(summary["attacks"], indent=1, default=str), "```", ""]
     return "\n".join(lines)
@@ -44,6 +47,42 @@ def _accuracy_table(rows: list[dict], defences: list[str], counts) -> list[str]:
                            f"{c['accuracy']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] n={c['total']}")
         seconds = max(c["attack_seconds_per_image"] for c in by_defence.values())
         lines.append(f"| {attack} | " + " | ".join(entries) + f" | {seconds:.3f} |")
+    return lines + [""]
+
+
+def _detector_line(detector: dict | None) -> list[str]:
+    """What the run's detector was: its thresholds, or that the bundle has none."""
+    if detector is None:
+        return ["Detector: none (the bundle has no detector thresholds; add them with "
+                "`apudae calibrate-detector --bundle <dir>`), so no tables with rejection."]
+    thresholds = ", ".join(f"{rate}: {t:.4g}" for rate, t in detector["thresholds"].items())
+    return [f"Detector: eq. 7's error before purification above a threshold set on {detector['n']} clean held-out "
+            f"training images (false-positive rate: threshold) {thresholds}."]
+
+
+def _rejection_table(rows: list[dict], defences: list[str], rate: str) -> list[str]:
+    """Rows = attacks, columns = defences, at false-positive rate ``rate``: robust accuracy with rejection
+    (flagged or correct) [95% CI], the share flagged and the ROC-AUC against the clean images; on the clean
+    row the accuracy on the accepted images and the share rejected."""
+    lines = [f"With rejection at false-positive rate {rate} (an attacked image is defended when flagged or "
+             "classified correctly; clean row: accuracy on the accepted images, and the share rejected):", "",
+             "| attack | " + " | ".join(defences) + " |", "|---|" + "---|" * len(defences)]
+    for attack in dict.fromkeys(c["attack"] for c in rows):
+        by_defence = {c["defence"]: c for c in rows if c["attack"] == attack}
+        entries = []
+        for d in defences:
+            c = by_defence.get(d)
+            r = c.get("with_rejection", {}).get(rate) if c else None
+            if r is None:
+                entries.append("—")
+            elif attack == CLEAN:
+                accepted = "—" if r["accepted_accuracy"] is None else f"{r['accepted_accuracy']:.3f}"
+                entries.append(f"{accepted} of {r['accepted']} accepted, rejected {r['detection_rate']:.3f}")
+            else:
+                flagged = f", flagged {r['detection_rate']:.3f}" if "detection_rate" in r else ""
+                auc = f", AUC {c['roc_auc']:.3f}" if "roc_auc" in c else ""
+                entries.append(f"{r['accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]{flagged}{auc}")
+        lines.append(f"| {attack} | " + " | ".join(entries) + " |")
     return lines + [""]
 
 

@@ -321,7 +321,7 @@ def test_compared_variants_see_the_same_adversaries_as_their_own_runs(tiny_model
 def test_worst_case_row_counts_images_that_survive_every_adaptive_attack(tiny_models_dir, seven_images):
     def cells(attacks: tuple[str, ...]) -> dict:
         config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=attacks, samples=None,
-                                  batch_size=3, epsilons=(0.3,), purify={"n": 2})
+                                  batch_size=3, epsilons=(0.3,), purify={"n": 2}, resubmissions=1)
         return {(c["defence"], c["attack"]): c for c in run_evaluation(config, data=seven_images)["cells"]}
 
     together = cells(("random", "counter-a", "counter-b"))
@@ -353,7 +353,7 @@ def test_worst_case_ands_the_clean_prediction_and_every_adaptive_attack_per_imag
 
     monkeypatch.setattr(Evaluation, "_score", scripted_score)
     config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("counter-a", "counter-b", "pgd-eot"),
-                              samples=None, batch_size=7, epsilons=(0.3,), purify={"n": 1},
+                              samples=None, batch_size=7, epsilons=(0.3,), purify={"n": 1}, resubmissions=1,
                               adaptive_steps=1, adaptive_eot=1, reduced_reason="a test")
     cells = run_evaluation(config, data=seven_images)["cells"]  # only the harness's own row is tallied
     assert {(c["defence"], c["correct"], c["total"]) for c in cells} == {("direct", 3, 7), ("F", 3, 7)}

@@ -46,7 +46,9 @@ class EvaluationConfig:
     and purification randomness; quantize: round adversarial images to 8 bits before the defence sees
     them (as over HTTP); adaptive_steps/adaptive_eot: override PGD-EOT/BPDA (200 x 20) and APGD (100
     x 20); lowering them needs ``reduced_reason`` saying why; attack_alpha: the step of BIM, PGD and the
-    counter-attacks (eps / 10 when None; their steps follow, eq. 3); dataset/data_dir: test data (the bundle's data set by
+    counter-attacks (eps / 10 when None; their steps follow, eq. 3); resubmissions: how many times each adaptive
+    adversary is sent to a randomised purifier (F, G), which must answer right every time unless it flags the
+    image (DiffHammer's count; 1: once only); dataset/data_dir: test data (the bundle's data set by
     default); out: where the CLI writes JSON, markdown and plots (None: nothing written)."""
 
     bundle: str
@@ -64,6 +66,7 @@ class EvaluationConfig:
     adaptive_eot: int | None = None
     reduced_reason: str = ""
     attack_alpha: float | None = None
+    resubmissions: int = 10
     dataset: str | None = None
     data_dir: str | None = None
     out: str | None = None
@@ -76,6 +79,8 @@ class EvaluationConfig:
         unknown = [a for a in self.attacks if a not in ATTACKS]
         if unknown:
             raise ValueError(f"unknown attacks {unknown}; choose from {', '.join(ATTACKS)}")
+        if self.resubmissions < 1:
+            raise ValueError(f"resubmissions must be >= 1 (1: each adversary is sent once), not {self.resubmissions}")
         if self.batch_size < 1 or (self.samples is not None and self.samples < 1):
             raise ValueError("batch_size and samples must be positive")
         if not self.epsilons or any(e < 0 for e in self.epsilons):

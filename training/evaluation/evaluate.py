@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="step of bim, pgd, counter-a and counter-b in [0, 1] pixel units; their steps follow "
                              "(eq. 3: floor(2 eps / alpha + 2)); the paper's Table 4 uses 1/255 = 0.0039216 "
                              "(default: eps / 10)")
+    parser.add_argument("--resubmissions", type=int, default=10,
+                        help="times each adaptive adversary is sent to a randomised purifier (F, G); it counts as "
+                             "defended only if every answer is right or it is flagged (DiffHammer); 1 = once")
     parser.add_argument("--data-dir", help="data directory (default: $APUDAE_DATA_DIR, else ./data)")
     parser.add_argument("--out", default="results/evaluate", help="output directory for results.json/.md and "
                         "plots; refused when it holds an earlier run's results or checkpoint, unless --resume")
@@ -89,7 +92,8 @@ def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
         attacks=_names(args.attacks), epsilons=tuple(args.epsilon),
         samples=args.samples or None, seed=args.seed, batch_size=args.batch_size, device=args.device,
         quantize=args.quantize, adaptive_steps=args.adaptive_steps, adaptive_eot=args.adaptive_eot,
-        reduced_reason=args.reduced_reason, attack_alpha=args.attack_alpha, data_dir=args.data_dir, out=args.out)
+        reduced_reason=args.reduced_reason, attack_alpha=args.attack_alpha,
+        resubmissions=args.resubmissions, data_dir=args.data_dir, out=args.out)
 
 
 def _duration(seconds: float) -> str:

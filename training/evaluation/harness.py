@@ -15,6 +15,11 @@ each stored false-positive rate the images flagged, those defended with rejectio
 correctly) and the accepted ones classified correctly, and keeps their detection scores for the ROC-AUC
 (``stats``); the worst-case row then counts, per rate, the images defended with rejection clean and under
 every adaptive attack.
+
+For a randomised purifier (F, G) every adaptive adversary is also resubmitted ``config.resubmissions`` times
+(purifier seeds seed, seed + 1, ...), as DiffHammer (NeurIPS 2024) counts: the attacker wins if any one
+answer is wrong and the image is not flagged (the detector is deterministic). Those rows are named
+"<attack> x<N> resubmissions" and the worst-case row uses them.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ from apudae.training.evaluation.resume import clear_progress, load_progress, run
 from apudae.training.evaluation.stats import CLEAN, Tally, rejection_counts
 
 GALLERY_SIZE = 8
+RANDOMISED = ("F", "G")  # the variants whose answer depends on the purifier's random draws
 WORST_CASE = "worst-case"  # the row of images correct clean and under every adaptive attack of the run
 Progress = Callable[[int, int], None]
 
@@ -255,7 +261,8 @@ class Evaluation:
 
     def _attack(self, epsilon: float, attack: Attack, target: AttackTarget, defences: list[Defence],
                 x: torch.Tensor, y: torch.Tensor) -> dict[str, Outcome]:
-        """Attack x, score ``defences`` on the adversaries; returns each defence's outcome."""
+        """Attack x, score ``defences`` on the adversaries; returns each defence's outcome (over every
+        resubmission, for a randomised defence under an adaptive attack)."""
         began = time.perf_counter()
         adv = attack.generate(target, x, y)
         seconds = time.perf_counter() - began
@@ -263,17 +270,48 @@ class Evaluation:
             self._report(len(x) * int(getattr(attack, "steps", 1)))
         if self.config.quantize:
             adv = quantize_8bit(adv)
-        return self._score(epsilon, attack.name, attack.threat_model, defences, adv, y, seconds)
+        outcomes = self._score(epsilon, attack.name, attack.threat_model, defences, adv, y, seconds)
+        if attack.threat_model == ADAPTIVE:
+            outcomes.update(self._resubmit(epsilon, attack.name, defences, adv, y, outcomes))
+        return outcomes
+
+    def _resubmit(self, epsilon: float, attack: str, defences: list[Defence], adv: torch.Tensor, y: torch.Tensor,
+                  outcomes: dict[str, Outcome]) -> dict[str, Outcome]:
+        """The randomised ``defences`` on ``config.resubmissions`` submissions of ``adv`` (the first is the
+        one ``outcomes`` scored): an image stays correct only if every answer is right. Tallies and returns
+        their outcomes; none when resubmissions < 2."""
+        n = self.config.resubmissions
+        randomised = [d for d in defences if d.settings is not None and d.settings.variant in RANDOMISED
+                      and (d.settings.gamma > 0 or d.settings.variant == "G")]
+        if n < 2 or not randomised:
+            return {}
+        scores, _ = self._detect(adv)
+        out = {}
+        for defence in randomised:
+            correct, flags = outcomes[defence.name].correct.clone(), outcomes[defence.name].flags
+            for k in range(1, n):
+                again = replace(defence, settings=replace(defence.settings, seed=defence.settings.seed + k))
+                correct &= again.predict(self.bundle, adv)[0] == y
+            out[defence.name] = Outcome(correct, flags)
+            self.tally.add(epsilon, defence.name, f"{attack} x{n} resubmissions", ADAPTIVE, int(correct.sum()),
+                           len(y), subset=(int((correct & self._subset).sum()), int(self._subset.sum())),
+                           rejection=rejection_counts(correct, flags), scores=scores)
+        return out
+
+    def _detect(self, x: torch.Tensor) -> tuple[list[float], dict[float, torch.Tensor]]:
+        """The detector on x (B, C, H, W): each image's score (eq. 7's error, one DAE pass) and per stored
+        rate its flags (B,) bool; ([], {}) without a detector."""
+        if self.detector is None:
+            return [], {}
+        with torch.no_grad():
+            errors = reconstruction_error(self.bundle.dae, x)
+        return errors.tolist(), {rate: self.detector.flags(errors, rate) for rate in self.detector.rates}
 
     def _score(self, epsilon: float, attack: str, threat_model: str, defences: list[Defence],
                x: torch.Tensor, y: torch.Tensor, attack_seconds: float) -> dict[str, Outcome]:
         """Count each defence's correct predictions on x and, with a detector, its flags (one DAE pass on x,
         the same for every defence); returns each defence's outcome."""
-        scores, flags = [], {}
-        if self.detector is not None:
-            with torch.no_grad():
-                errors = reconstruction_error(self.bundle.dae, x)
-            scores, flags = errors.tolist(), {rate: self.detector.flags(errors, rate) for rate in self.detector.rates}
+        scores, flags = self._detect(x)
         outcomes = {}
         for defence in defences:
             began = time.perf_counter()

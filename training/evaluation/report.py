@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from apudae.training.evaluation.harness import Artifacts
@@ -29,7 +30,7 @@ def markdown_tables(summary: dict) -> str:
                 lines += _accuracy_table(rows, defences, lambda c: {**c, **c["correct_subset"]})
             for rate in dict.fromkeys(rate for c in rows for rate in c.get("with_rejection", {})):
                 lines += _rejection_table(rows, defences, rate)
-    lines += _worst_counter_b(cells)
+    lines += _worst_of_sweeps(cells)
     lines += ["Attack settings:", "", "```json", json.dumps(summary["attacks"], indent=1, default=str), "```", ""]
     return "\n".join(lines)
 
@@ -101,15 +102,22 @@ def _steps_table(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def _worst_counter_b(cells: list[dict]) -> list[str]:
-    """One line per (epsilon, defence): the beta of counter-attack B (eq. 15) with the lowest accuracy."""
-    worst: dict[tuple[float, str], dict] = {}
+def _worst_of_sweeps(cells: list[dict]) -> list[str]:
+    """One line per (epsilon, defence, swept attack): the setting (counter-attack B's beta of eq. 15, the
+    detector-aware attacks' weight) with the lowest accuracy, and with rejection the lowest at each rate."""
+    groups: dict[tuple[float, str, str], list[dict]] = {}
     for c in cells:
-        key = (c["epsilon"], c["defence"])
-        if c["attack"].startswith("counter-b") and (key not in worst or c["accuracy"] < worst[key]["accuracy"]):
-            worst[key] = c
-    return [f"Counter-attack B, worst beta: eps={e:g} {d}: {c['attack']} -> {c['accuracy']:.3f}"
-            for (e, d), c in worst.items()] + ([""] if worst else [])
+        if "(" in c["attack"]:
+            groups.setdefault((c["epsilon"], c["defence"], re.sub(r"\(.*?\)", "", c["attack"])), []).append(c)
+    lines = []
+    for (epsilon, defence, attack), group in groups.items():
+        worst = min(group, key=lambda c: c["accuracy"])
+        line = f"{attack}, worst setting: eps={epsilon:g} {defence}: {worst['attack']} -> {worst['accuracy']:.3f}"
+        for rate in group[0].get("with_rejection", {}):
+            worst = min(group, key=lambda c: c["with_rejection"][rate]["accuracy"])
+            line += f"; with rejection at {rate}: {worst['attack']} -> {worst['with_rejection'][rate]['accuracy']:.3f}"
+        lines.append(line)
+    return lines + ([""] if lines else [])
 
 
 def write_outputs(summary: dict, artifacts: Artifacts, out: str | Path, classes: list[str]) -> dict:

@@ -34,9 +34,10 @@ def declared_query(dependant: Dependant) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """422 for any query parameter the matched route does not declare, naming it and the valid ones: a
-    misspelt option (``?modle=``) must not silently fall back to its default."""
+    misspelt option (``?modle=``) must not silently fall back to its default. A coroutine, so that it runs
+    on the event loop: FastAPI hands a plain function dependency to a worker thread, on every request."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, Request, Response
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from apudae.models.purification import PurifySettings
 from apudae.service.api.v2_models import DATATYPES, INPUT, Images, ProtocolModel, layout_of, to_images
@@ -92,8 +93,11 @@ async def read_inference(request: Request, model: ProtocolModel, max_images: int
     if encoding != "identity":
         raise HTTPException(415, f"Content-Encoding {encoding!r} is not supported; send the body uncompressed")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    try:
+        async for chunk in request.stream():
+            body += chunk
+    except ClientDisconnect:
+        raise HTTPException(400, "the client disconnected before the whole body arrived") from None
     try:
         parts = split_body(body, request.headers.get(HEADER_LENGTH))
         parsed = parse_header(parts.header)

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from apudae.service.api.deps import StateDep, get_model, record_model
+from apudae.service.api.deps import StateDep, get_model, get_state, record_model
 from apudae.service.api.v2_models import ProtocolModel, find_model, protocol_name
 from apudae.service.api.v2_requests import answer, read_inference
 from apudae.service.api.v2_schemas import INFER_BODY, INFERENCE_RESPONSE, MODEL_METADATA, SERVER_METADATA, answers
@@ -25,8 +25,10 @@ LIVE = {"type": "object", "properties": {"live": {"type": "boolean"}}}
 READY = {"type": "object", "properties": {"ready": {"type": "boolean"}, "name": {"type": "string"}}}
 
 
-def protocol_model(request: Request, state: StateDep, name: str) -> ProtocolModel:
-    """The v2 model ``name`` (recorded for the access log); 503 while the models load, 404 when unknown."""
+async def protocol_model(request: Request, name: str) -> ProtocolModel:
+    """The v2 model ``name`` (recorded for the access log); 503 while the models load, 404 when unknown.
+    A coroutine, so that FastAPI runs it on the event loop rather than handing it to a worker thread."""
+    state = get_state(request)
     model = find_model(state.models, name)
     if model is None:
         get_model(state)  # no models yet: 503 with Retry-After
@@ -79,9 +81,10 @@ async def model_ready(state: StateDep, model: ProtocolModelDep) -> JSONResponse:
 
 @router.post("/models/{name}/infer", openapi_extra=INFER_BODY, responses=answers(INFERENCE_RESPONSE, binary=True),
              response_class=Response)
-async def infer(request: Request, state: StateDep, model: ProtocolModelDep) -> Response:
+async def infer(request: Request, model: ProtocolModelDep) -> Response:
     """Classify (model ``{bundle}``) or purify (``{bundle}-purify``) a batch of images sent as a tensor:
     JSON data, or binary data after the JSON (binary tensor data extension)."""
+    state = get_state(request)
     inference = await read_inference(request, model, state.settings.max_images)
     results = await state.run(model.runtime, model.operation, inference.settings, inference.images.pixels)
     if model.purify_only:

@@ -14,9 +14,10 @@ Outputs, one row per image:
 - ``error_before``, ``error_after`` FP64 [B]: reconstruction error (eq. 7) before and after purification;
 - ``z_score``, ``p_value`` FP64 [B]: of ``error_before`` under the bundle's calibration;
 - ``steps`` INT32 [B]: purification steps taken;
-- ``purified`` (``b-purify`` only): the purified images in the input's datatype and layout (UINT8 rounded).
+- ``purified`` (``b-purify`` only): the purified images in the input's datatype and layout (UINT8 rounded);
+- ``flagged`` BOOL [B] (bundles with detector thresholds only): the detector's flag at the request's ``fpr``.
 
-The classify model without purification (``purify`` false) has the first three only.
+The classify model without purification (``purify`` false) has the first three and ``flagged`` only.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import torch
 
 from apudae.service.api.v2_schemas import ClassifyParameters, PurifyParameters
 from apudae.service.api.v2_tensors import TensorError
-from apudae.service.engine import ModelRuntime
+from apudae.service.engine import ModelRuntime, Purified, Scored
 
 PURIFY_SUFFIX = "-purify"
 INPUT = "images"
@@ -46,35 +47,56 @@ class Images:
     layout: str
 
 
-Extract = Callable[[list, Images, ModelRuntime], "np.ndarray | list[str]"]
+@dataclass(frozen=True)
+class Batch:
+    """What a request's outputs are computed from: the batch function's ``results`` for its images (one
+    ``Classified`` or ``Purified`` each), the request's ``images``, the bundle's runtime and the detector's
+    ``flags`` (None: the bundle has no detector thresholds)."""
+
+    results: list
+    images: Images
+    runtime: ModelRuntime
+    flags: list[bool] | None
 
 
-def _purified(results: list, images: Images, runtime: ModelRuntime) -> np.ndarray:
-    pixels = torch.stack([p.pixels for p in results])
-    if images.layout == "NHWC":
+Extract = Callable[[Batch], "np.ndarray | list[str]"]
+
+
+def input_scores(results: list) -> list[Scored]:
+    """The input's error of each result, as the detector reads it."""
+    return [r.before if isinstance(r, Purified) else r.scored for r in results]
+
+
+def _purified(batch: Batch) -> np.ndarray:
+    pixels = torch.stack([p.pixels for p in batch.results])
+    if batch.images.layout == "NHWC":
         pixels = pixels.permute(0, 2, 3, 1)
-    if images.datatype == "UINT8":
+    if batch.images.datatype == "UINT8":
         return (pixels.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     return np.ascontiguousarray(pixels.numpy(), dtype=np.float32)
 
 
 def _purification(field: Callable, dtype: str) -> Extract:
     """An output of each result's purification (the result itself for /purify, ``.purified`` for /classify)."""
-    def extract(results: list, images: Images, runtime: ModelRuntime) -> np.ndarray:
-        return np.array([field(getattr(r, "purified", r)) for r in results], dtype=dtype)
+    def extract(batch: Batch) -> np.ndarray:
+        return np.array([field(getattr(r, "purified", r)) for r in batch.results], dtype=dtype)
     return extract
 
 
-def _probabilities(results: list, images: Images, runtime: ModelRuntime) -> np.ndarray:
-    return np.array([r.probabilities for r in results], dtype=np.float32)
+def _probabilities(batch: Batch) -> np.ndarray:
+    return np.array([r.probabilities for r in batch.results], dtype=np.float32)
 
 
-def _class_index(results: list, images: Images, runtime: ModelRuntime) -> np.ndarray:
-    return _probabilities(results, images, runtime).argmax(axis=1).astype(np.int64)
+def _class_index(batch: Batch) -> np.ndarray:
+    return _probabilities(batch).argmax(axis=1).astype(np.int64)
 
 
-def _label(results: list, images: Images, runtime: ModelRuntime) -> list[str]:
-    return [runtime.bundle.classes[i] for i in _class_index(results, images, runtime)]
+def _label(batch: Batch) -> list[str]:
+    return [batch.runtime.bundle.classes[i] for i in _class_index(batch)]
+
+
+def _flagged(batch: Batch) -> np.ndarray:
+    return np.array(batch.flags, dtype=np.bool_)
 
 
 PURIFICATION: dict[str, tuple[str, Extract]] = {
@@ -87,6 +109,7 @@ PURIFICATION: dict[str, tuple[str, Extract]] = {
 CLASSIFICATION: dict[str, tuple[str, Extract]] = {
     "probabilities": ("FP32", _probabilities), "class_index": ("INT64", _class_index), "label": ("BYTES", _label)}
 PURIFIED: dict[str, tuple[str, Extract]] = {"purified": ("FP32", _purified)}
+FLAGGED: dict[str, tuple[str, Extract]] = {"flagged": ("BOOL", _flagged)}
 """Output name -> (declared datatype, what computes it from the batch results)."""
 
 
@@ -109,10 +132,12 @@ class ProtocolModel:
         return PurifyParameters if self.purify_only else ClassifyParameters
 
     def outputs(self, purify: bool = True) -> dict[str, tuple[str, Extract]]:
-        """Its outputs: with purification or (classify model, ``purify`` false) without."""
+        """Its outputs: with purification or (classify model, ``purify`` false) without; ``flagged`` when
+        the bundle has detector thresholds."""
+        flagged = FLAGGED if self.runtime.detector is not None else {}
         if self.purify_only:
-            return PURIFIED | PURIFICATION
-        return CLASSIFICATION | PURIFICATION if purify else CLASSIFICATION
+            return PURIFIED | PURIFICATION | flagged
+        return (CLASSIFICATION | PURIFICATION if purify else CLASSIFICATION) | flagged
 
     def metadata(self) -> dict:
         """The model metadata response (``$metadata_model_response``), with ``parameters`` saying what the

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from apudae.models.purification import PurifySettings
-from apudae.service.api.v2_models import DATATYPES, INPUT, Images, ProtocolModel, layout_of, to_images
+from apudae.service.api.routes.purify import Detection, get_detection
+from apudae.service.api.v2_models import DATATYPES, INPUT, Batch, Images, ProtocolModel, layout_of, to_images
 from apudae.service.api.v2_schemas import InferenceRequest, PurifyParameters, RequestInput
 from apudae.service.api.v2_tensors import (HEADER_LENGTH, BinaryReader, TensorError, parse_header, read_tensor,
                                            response_body, split_body, write_tensor)
@@ -22,10 +23,12 @@ from apudae.service.api.v2_tensors import (HEADER_LENGTH, BinaryReader, TensorEr
 @dataclass(frozen=True)
 class Inference:
     """A checked inference request: its images, the purification settings (None: classify without purifying),
-    the outputs to answer in order with whether each goes as binary data, and the request's id."""
+    the detector at the request's ``fpr``, the outputs to answer in order with whether each goes as binary
+    data, and the request's id."""
 
     images: Images
     settings: PurifySettings | None
+    detection: Detection
     outputs: list[tuple[str, bool]]
     purify: bool
     id: str | None
@@ -114,19 +117,19 @@ async def read_inference(request: Request, model: ProtocolModel, max_images: int
     except TensorError as err:
         raise HTTPException(400, str(err)) from None
     purify = getattr(parameters, "purify", True)
-    return Inference(images, _settings(model, parameters),
+    return Inference(images, _settings(model, parameters), get_detection(model.runtime, parameters.fpr, "label"),
                      _outputs(model, inference, purify, parameters.binary_data_output), purify, inference.id)
 
 
-def answer(model: ProtocolModel, inference: Inference, results: list) -> Response:
-    """The inference response: the requested outputs of ``results``, JSON or binary."""
+def answer(model: ProtocolModel, inference: Inference, batch: Batch) -> Response:
+    """The inference response: the requested outputs of ``batch``, JSON or binary."""
     extract = model.outputs(inference.purify)
     header: dict = {"model_name": model.name, "outputs": []}
     if inference.id is not None:
         header["id"] = inference.id
     blobs = []
     for name, binary in inference.outputs:
-        out, blob = write_tensor(name, extract[name][1](results, inference.images, model.runtime), binary)
+        out, blob = write_tensor(name, extract[name][1](batch), binary)
         header["outputs"].append(out)
         if blob is not None:
             blobs.append(blob)

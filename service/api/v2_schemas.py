@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from apudae.models.detector import FPRS
 from apudae.models.purification import VARIANTS
 from apudae.service.api.deps import MAX_STEPS
 
@@ -43,13 +44,15 @@ class RequestOutput(BaseModel):
 
 
 class PurifyParameters(BaseModel):
-    """Request parameters of a ``{bundle}-purify`` model: the purification options of /purify, and the
-    binary extension's ``binary_data_output``."""
+    """Request parameters of a ``{bundle}-purify`` model: the purification and detector options of /purify,
+    and the binary extension's ``binary_data_output``."""
 
     model_config = Strict
     variant: Literal[VARIANTS] | None = Field(None, description="purification variant; default: the bundle's")
     n: int | None = Field(None, ge=0, le=MAX_STEPS, description="most purification steps")
     seed: int | None = Field(None, ge=0, lt=2**63, description="makes the noise repeatable")
+    fpr: Literal[FPRS] | None = Field(None, description="false-positive rate of the detector's threshold "
+                                                         "(output flagged); default 0.01")
     binary_data_output: bool = Field(False, description="send every output as binary data unless the output "
                                                         "says otherwise")
 

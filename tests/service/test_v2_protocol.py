@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from apudae.service.main import IMAGE_ROUTES
 from apudae.training.bench.inputs import tensor_request
-from service_fixtures import client, make_settings  # noqa: F401 (pytest fixtures)
+from service_fixtures import client, make_settings, png_bytes  # noqa: F401 (pytest fixtures)
 
 INFER = "/v2/models/tiny/infer"
 PURIFY = "/v2/models/tiny-purify/infer"
@@ -21,6 +22,11 @@ PURIFICATION = ["error_before", "error_after", "z_score", "p_value", "steps"]
 def images(count: int = 2, seed: int = 0) -> np.ndarray:
     """``count`` random 8-bit 1x28x28 images, (count, 1, 28, 28) uint8."""
     return np.random.default_rng(seed).integers(0, 256, (count, 1, 28, 28), dtype=np.uint8)
+
+
+def png_of(array: np.ndarray) -> list[bytes]:
+    """Each (1, H, W) uint8 image of ``array`` as a PNG."""
+    return [png_bytes(Image.fromarray(image[0], mode="L")) for image in array]
 
 
 def json_request(array: np.ndarray, datatype: str = "UINT8", **fields) -> dict:
@@ -59,9 +65,10 @@ def test_server_and_model_metadata_and_probes(client):
     classify, purify = client.get("/v2/models/tiny").json(), client.get("/v2/models/tiny-purify").json()
     assert classify["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]
     assert classify["parameters"]["input_shapes"] == [[-1, 1, 28, 28], [-1, 28, 28, 1]]
-    assert [o["name"] for o in classify["outputs"]] == ["probabilities", "class_index", "label", *PURIFICATION]
+    assert [o["name"] for o in classify["outputs"]] == ["probabilities", "class_index", "label", *PURIFICATION,
+                                                        "flagged"]
     assert classify["outputs"][0] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}
-    assert [o["name"] for o in purify["outputs"]] == ["purified", *PURIFICATION]
+    assert [o["name"] for o in purify["outputs"]] == ["purified", *PURIFICATION, "flagged"]
     assert "purify" in classify["parameters"]["request_parameters"]
     assert "purify" not in purify["parameters"]["request_parameters"]
 
@@ -110,14 +117,26 @@ def test_purify_model_answers_the_purified_images_in_the_input_layout_and_dataty
     head = json.loads(answer.content[:int(answer.headers["inference-header-content-length"])])
     purified, *rest = head["outputs"]
     assert (purified["name"], purified["datatype"], purified["shape"]) == ("purified", "UINT8", [1, 1, 28, 28])
-    assert [o["name"] for o in rest] == PURIFICATION
+    assert [o["name"] for o in rest] == [*PURIFICATION, "flagged"]
     nhwc = client.post(PURIFY, json=json_request(x.transpose(0, 2, 3, 1) / 255, "FP32", parameters={"n": 0}))
     assert outputs(nhwc)["purified"]["shape"] == [1, 28, 28, 1] and outputs(nhwc)["purified"]["datatype"] == "FP32"
 
 
+def test_flags_equal_classify_at_each_rate_and_are_counted(client):
+    x = images(4)
+    pngs = [("files", (f"{i}.png", png, "image/png")) for i, png in enumerate(png_of(x))]
+    for fpr in (0.001, 0.05):
+        expected = [r["flagged"] for r in client.post("/classify", params={"seed": 2, "fpr": fpr}, files=pngs)
+                    .json()["results"]]
+        flagged = outputs(client.post(INFER, json=json_request(x, parameters={"seed": 2, "fpr": fpr})))["flagged"]
+        assert (flagged["datatype"], flagged["data"]) == ("BOOL", expected)
+    metrics = client.get("/metrics").text
+    assert 'apudae_detector_checked_images_total{fpr="0.05",model="tiny"} 8.0' in metrics
+
+
 def test_classify_without_purification_has_no_purification_outputs(client):
     answer = client.post(INFER, json=json_request(images(), parameters={"purify": False}))
-    assert [o["name"] for o in answer.json()["outputs"]] == ["probabilities", "class_index", "label"]
+    assert [o["name"] for o in answer.json()["outputs"]] == ["probabilities", "class_index", "label", "flagged"]
     refused(client.post(INFER, json=json_request(images(), parameters={"purify": False}, outputs=[{"name": "steps"}])),
             400, "unknown output 'steps'", "purify=false", "probabilities")
 
@@ -127,6 +146,7 @@ def test_classify_without_purification_has_no_purification_outputs(client):
     ({"parameters": {"variant": "Z"}}, ("parameters.variant",)),
     ({"parameters": {"n": 1000}}, ("parameters.n",)),
     ({"parameters": {"n": "3"}}, ("parameters.n",)),
+    ({"parameters": {"fpr": 0.02}}, ("parameters.fpr", "0.001, 0.01 or 0.05")),
     ({"outputs": [{"name": "logits"}]}, ("unknown output 'logits'", "probabilities")),
     ({"outputs": [{"name": "label", "parameters": {"classification": 3}}]}, ("classification",)),
 ])

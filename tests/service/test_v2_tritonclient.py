@@ -1,6 +1,6 @@
 """tritonclient (Triton's own HTTP client, PyPI ``tritonclient[http]``) against a real ``apudae serve`` on
 loopback: probes, metadata, inference with JSON and binary tensors whose labels equal /classify's on the
-same images, the purified images equal to /purify's, and bad requests answered 400/404 with a message."""
+same images (the detector's flags too), the purified images equal to /purify's, and bad requests answered 400/404 with a message."""
 from __future__ import annotations
 
 import base64
@@ -69,13 +69,14 @@ def test_labels_equal_classify_on_the_same_images(served, triton, binary):
     x = images()
     expected = httpx.post(f"{served.url}/classify", params={"seed": SEED}, files=pngs(x), timeout=60).json()["results"]
     outputs = [httpclient.InferRequestedOutput(name, binary_data=binary)
-               for name in ("class_index", "label", "probabilities", "z_score")]
+               for name in ("class_index", "label", "probabilities", "z_score", "flagged")]
     result = triton.infer("tiny", [tensor(x, "UINT8", binary)], outputs=outputs, parameters={"seed": SEED})
     assert result.as_numpy("class_index").tolist() == [r["class_index"] for r in expected]
     assert [label.decode() if binary else label for label in result.as_numpy("label").tolist()] == \
         [r["label"] for r in expected]
     assert np.allclose(result.as_numpy("probabilities"), [r["probabilities"] for r in expected], atol=1e-6)
     assert np.allclose(result.as_numpy("z_score"), [r["purification"]["z_score"] for r in expected])
+    assert result.as_numpy("flagged").tolist() == [r["flagged"] for r in expected]
 
 
 def test_fp32_nhwc_binary_equals_uint8_nchw(triton):

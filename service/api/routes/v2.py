@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from apudae.service.api.deps import StateDep, get_model, get_state, record_model
-from apudae.service.api.v2_models import ProtocolModel, find_model, protocol_name
+from apudae.service.api.v2_models import Batch, ProtocolModel, find_model, input_scores, protocol_name
 from apudae.service.api.v2_requests import answer, read_inference
 from apudae.service.api.v2_schemas import INFER_BODY, INFERENCE_RESPONSE, MODEL_METADATA, SERVER_METADATA, answers
 from apudae.service.state import ServiceState
@@ -91,4 +91,8 @@ async def infer(request: Request, model: ProtocolModelDep) -> Response:
         state.metrics.observe_purified(model.runtime.name, results)
     elif inference.settings is not None:
         state.metrics.observe_purified(model.runtime.name, (c.purified for c in results))
-    return answer(model, inference, results)
+    detection = inference.detection
+    flags = detection.flags(input_scores(results))
+    detection.observe(state.metrics, model.runtime.name, flags)
+    flagged = flags if detection.fpr is not None else None
+    return answer(model, inference, Batch(results, inference.images, model.runtime, flagged))

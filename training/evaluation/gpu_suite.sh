@@ -4,6 +4,8 @@
 #   - APGD-EOT 100 steps x EOT 20 on CIFAR-10 and MNIST (the "on a GPU" sections of both),
 #   - counter-attacks A/B and BPDA+EOT 200 x 20 on CIFAR-10, so that its worst case per image can be
 #     taken over the full-setting attacks,
+#   - the detector-aware attacks (pgd-eot-detector, bpda-eot-detector, counter-b-detector) 200 x 20, with
+#     rejection and 10 resubmissions, on CIFAR-10 at 8/255 and MNIST at eps = 0.3 (docs/DETECTION.md),
 #   - the CUDA tests (tests/models/test_cuda.py) and `apudae bench --device cuda` (docs/PERFORMANCE.md).
 #
 # Usage:  APUDAE_DATA_DIR=/path/to/data bash training/evaluation/gpu_suite.sh [OUT_DIR]
@@ -31,6 +33,8 @@ export APUDAE_DATA_DIR
 mkdir -p "$OUT"
 CIFAR10=(--bundle models/cifar10 --epsilon 0.0313725)
 MNIST=(--bundle models/mnist --epsilon 0.1 --gamma 0.15)
+MNIST_03=(--bundle models/mnist --epsilon 0.3 --gamma 0.15)
+DETECTOR_AWARE=pgd-eot-detector,bpda-eot-detector,counter-b-detector
 
 # evaluate NAME BATCH ARGS...: one evaluation of the 100 test images of the adaptive tables, seed 0
 evaluate() {
@@ -49,7 +53,8 @@ evaluate() {
   echo "$name: exit $rc$([[ -f "$OUT/$name/results.json" ]] && echo ', finished')"
 }
 
-EVALUATIONS=(cifar10-pgd-eot-200x20 cifar10-apgd-eot-100x20 mnist-apgd-eot-100x20 cifar10-counter-bpda-200x20)
+EVALUATIONS=(cifar10-pgd-eot-200x20 cifar10-apgd-eot-100x20 mnist-apgd-eot-100x20 cifar10-counter-bpda-200x20
+             cifar10-detector-aware-200x20 mnist-eps0.3-detector-aware-200x20)
 
 if [[ " $PARTS " == *" tests "* && ! -f "$OUT/cuda-tests.log" ]]; then
   python3 -m pytest -q -rs tests/models/test_cuda.py > "$OUT/cuda-tests.log" 2>&1
@@ -61,6 +66,8 @@ if [[ " $PARTS " == *" evaluations "* ]]; then
   evaluate "${EVALUATIONS[1]}" 25 "${CIFAR10[@]}" --attacks apgd-eot &
   evaluate "${EVALUATIONS[2]}" 100 "${MNIST[@]}" --attacks apgd-eot &
   evaluate "${EVALUATIONS[3]}" 25 "${CIFAR10[@]}" --attacks counter-a,counter-b,bpda-eot &
+  evaluate "${EVALUATIONS[4]}" 25 "${CIFAR10[@]}" --attacks "$DETECTOR_AWARE" &
+  evaluate "${EVALUATIONS[5]}" 100 "${MNIST_03[@]}" --attacks "fgsm,bim,$DETECTOR_AWARE" &
   wait
 fi
 

@@ -5,20 +5,21 @@ It measures eq. 7's error of every held-out *training* image again with the bund
 ``apudae calibrate``: the same seeded split, recorded in the bundle's provenance), checks that mu and sigma
 come out as the bundle records them (else the holdout or the DAE differs, and it refuses), and writes the
 thresholds into bundle.json's ``calibration``. Nothing else changes: the weight files and their hashes
-stay as they are.
+stay as they are. Errors (no bundle, no data, a differing holdout) end in one line and exit code 2.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 
-from apudae.models.bundle import BUNDLE_FILE, load_bundle
+from apudae.models.bundle import BUNDLE_FILE, BundleError, load_bundle
 from apudae.models.calibration import Calibration
 from apudae.training.calibrate import calibrate
-from apudae.training.data import load_dataset, train_holdout_split
+from apudae.training.data import DataNotFoundError, load_dataset, train_holdout_split
 from apudae.training.options import apply_threads
 
 BATCH = 50  # images per DAE pass (224x224 photos need small batches)
@@ -52,7 +53,11 @@ def recalibrate(bundle_dir: Path, data_dir: str | None = None) -> Calibration:
 def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     path = Path(args.bundle)
-    calibration = recalibrate(path, args.data_dir)
+    try:
+        calibration = recalibrate(path, args.data_dir)
+    except (BundleError, DataNotFoundError, ValueError) as err:
+        print(f"apudae calibrate-detector: {err}", file=sys.stderr)
+        return 2
     meta_file = path / BUNDLE_FILE
     meta = json.loads(meta_file.read_text())
     meta["calibration"] = calibration.to_dict()

@@ -427,3 +427,10 @@ def test_the_markdown_adds_the_correct_subset_tables_when_the_classifier_misses_
     run_evaluation(config, data=seven_images)
     text = (tmp_path / "results.md").read_text()
     assert "the paper's protocol" in text and "n=3" in text
+
+
+def test_bim_counts_the_steps_of_the_fractions_that_rounded_decimals_stand_for():
+    from apudae.training.attacks import build_attacks
+
+    assert [build_attacks("bim", eps, alpha=0.0039216)[0].steps for eps in (0.0196078, 0.0980392)] == [12, 52]
+    assert build_attacks("bim", 0.1)[0].steps == 22  # alpha = eps / 10

@@ -5,6 +5,7 @@ Shape: x (B, C, H, W) float in [0, 1], y (B,) int64 -> x_adv like x, within epsi
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
@@ -68,7 +69,9 @@ class BIM(Attack):
 
     @property
     def steps(self) -> int:
-        return int(2 * self.epsilon / self.alpha + 2)
+        """floor(2 eps / alpha + 2), with budgets typed as rounded decimals (5/255 as 0.0196078, alpha 1/255
+        as 0.0039216) counted as the fractions they stand for: within 1e-4 of a whole number is that number."""
+        return math.floor(2 * self.epsilon / self.alpha + 2 + 1e-4)
 
     def settings(self) -> dict:
         return {**super().settings(), "random_start": self.random_start, "steps": self.steps}

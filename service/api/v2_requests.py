@@ -2,7 +2,8 @@
 
 Reading: the body (JSON, or JSON then binary tensors), the inference request's fields, the model's request
 parameters, the one input ``images`` (shape checked before its data is read) and the requested outputs.
-Every fault raises HTTPException 400 (415 for a compressed body) whose message says what to fix.
+Every fault raises HTTPException 400 (415 for a compressed body; 422, as on /classify, for ``fpr`` on a
+bundle without detector thresholds) whose message says what to fix.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from apudae.service.api.v2_tensors import (HEADER_LENGTH, BinaryReader, TensorEr
 class Inference:
     """A checked inference request: its images, the purification settings (None: classify without purifying),
     the detector at the request's ``fpr``, the outputs to answer in order with whether each goes as binary
-    data, and the request's id."""
+    data, whether the classify model purifies (``purify``; always true for a purify model) and the request's
+    id."""
 
     images: Images
     settings: PurifySettings | None

@@ -70,8 +70,8 @@ class BIM(Attack):
     @property
     def steps(self) -> int:
         """floor(2 eps / alpha + 2), with budgets typed as rounded decimals (5/255 as 0.0196078, alpha 1/255
-        as 0.0039216) counted as the fractions they stand for: within 1e-4 of a whole number is that number."""
-        return math.floor(2 * self.epsilon / self.alpha + 2 + 1e-4)
+        as 0.0039216) counted as the fractions they stand for: within 1e-3 of a whole number is that number."""
+        return math.floor(2 * self.epsilon / self.alpha + 2 + 1e-3)
 
     def settings(self) -> dict:
         return {**super().settings(), "random_start": self.random_start, "steps": self.steps}

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     for bundle_dir in sorted(p.parent for p in Path(args.models_dir).glob(f"*/{BUNDLE_FILE}")):
         bundle = load_bundle(bundle_dir)  # checks every hash
         dataset = bundle.meta["provenance"]["dataset"]
-        test = load_dataset(dataset, "test", args.data_dir)
+        test = load_dataset(dataset, "test", args.data_dir, preprocessing=bundle.preprocessing)
         acc = accuracy_with_progress(bundle.classifier, test, bundle.name, batch_size=50)
         floor = FLOORS.get(dataset)
         ok = floor is None or acc >= floor

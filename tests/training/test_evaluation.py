@@ -380,7 +380,7 @@ def test_accuracy_shows_progress_and_counts_every_image(tiny_models_dir, seven_i
     from apudae.training import accuracy as accuracy_command
     from apudae.training.loops import accuracy
 
-    monkeypatch.setattr(accuracy_command, "load_dataset", lambda name, split, data_dir=None: seven_images)
+    monkeypatch.setattr(accuracy_command, "load_dataset", lambda name, split, data_dir=None, preprocessing=None: seven_images)
     monkeypatch.setattr(accuracy_command, "PROGRESS_CHUNK", 3)  # chunks of 3, 3 and 1
     monkeypatch.setattr(accuracy_command, "tqdm", lambda **kw: tqdm(**{**kw, "mininterval": 0, "leave": True}))
     assert accuracy_command.run(argparse.Namespace(models_dir=str(tiny_models_dir), data_dir=None)) == 0

@@ -22,8 +22,9 @@ from apudae.training.evaluation.harness import run_evaluation
 
 def holdout_images(bundle_path: str, data_dir: str | None = None):
     """The holdout part of the training split the bundle was calibrated on, as an ImageSet."""
-    meta = load_bundle(bundle_path).meta["provenance"]
-    train = load_dataset(meta["dataset"], "train", data_dir)
+    bundle = load_bundle(bundle_path)
+    meta = bundle.meta["provenance"]
+    train = load_dataset(meta["dataset"], "train", data_dir, preprocessing=bundle.preprocessing)
     _, holdout = train_holdout_split(len(train), meta["recipe"]["holdout"], seed=meta.get("seed", 0))
     return train.subset(holdout)
 

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     max_body_bytes: PositiveInt = Field(10 * 2**20, description="largest request body; larger gets 413")
     max_pixels: PositiveInt = Field(4096 * 4096, description="largest decoded image (width x height); larger gets 422")
     max_images: PositiveInt = Field(64, description="images per request at most")
+    max_photo_pixels: PositiveInt = Field(25_000_000, description="largest decoded image (width x height) for a "
+                                          "bundle that declares its preprocessing (photos of any size, e.g. "
+                                          "imagenet); larger gets 422")
+    max_photo_images: PositiveInt = Field(32, description="images per request at most for a bundle that declares "
+                                          "its preprocessing")
     admin_token: SecretStr | None = Field(None, description="bearer token of the admin routes; unset disables them")
     eval_dir: Path = Field(Path("evaluations"), description="where /evaluate jobs and their results are written")
     eval_max_samples: PositiveInt = Field(1000, description="largest sample count an /evaluate job may ask for")
@@ -91,7 +96,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _images_fit_queue(self) -> "Settings":
-        if self.max_images > self.max_queue_size:
-            raise ValueError(f"max_images ({self.max_images}) exceeds max_queue_size ({self.max_queue_size}): "
-                             "no request that large could ever be queued")
+        for name in ("max_images", "max_photo_images"):
+            if getattr(self, name) > self.max_queue_size:
+                raise ValueError(f"{name} ({getattr(self, name)}) exceeds max_queue_size ({self.max_queue_size}): "
+                                 "no request that large could ever be queued")
         return self
+
+    def image_limits(self, photos: bool) -> tuple[int, int]:
+        """(images per request, pixels per decoded image) for a bundle that takes photos of any size (it
+        declares its preprocessing: ``max_photo_*``) or one that takes images at its input size."""
+        if photos:
+            return self.max_photo_images, self.max_photo_pixels
+        return self.max_images, self.max_pixels

@@ -97,13 +97,13 @@ class Images:
 async def get_images(request: Request, state: StateDep, runtime: ModelDep, resize: Annotated[bool, Query(
         description="resize images whose size differs from the model's instead of refusing them")] = False) -> Images:
     """Read and decode the body's images for ``runtime``; 4xx with what to fix on bad input."""
-    settings = state.settings
-    uploads = await read_uploads(request, settings.max_images)
+    preprocessing = runtime.bundle.preprocessing
+    max_images, max_pixels = state.settings.image_limits(photos=preprocessing is not None)
+    uploads = await read_uploads(request, max_images)
     shape = runtime.bundle.input_shape
-    try:  # decoding a large image takes a while: off the event loop
+    try:  # decoding a large image takes a while: off the event loop; one full-size image in memory at a time
         decoded = await asyncio.to_thread(
-            lambda: [decode_image(u.data, u.name, shape, resize, settings.max_pixels, runtime.bundle.preprocessing)
-                     for u in uploads])
+            lambda: [decode_image(u.data, u.name, shape, resize, max_pixels, preprocessing) for u in uploads])
     except ImageError as err:
         raise HTTPException(422, str(err)) from None
     return Images(torch.stack([d.pixels for d in decoded]), [u.name for u in uploads], decoded)

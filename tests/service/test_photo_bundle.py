@@ -20,7 +20,8 @@ from apudae.service.settings import Settings
 @pytest.fixture
 def photo_client(photo_models_dir, tmp_path):
     settings = Settings(model_dir=photo_models_dir, device="cpu", max_batch_size=8, max_batch_wait=0.01,
-                        max_queue_size=64, max_images=8, max_pixels=25_000_000, max_body_bytes=8 * 2**20,
+                        max_queue_size=64, max_images=8, max_pixels=1_000_000, max_photo_pixels=25_000_000,
+                        max_photo_images=32, max_body_bytes=8 * 2**20,
                         request_deadline=60.0, eval_dir=tmp_path / "evaluations")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
@@ -73,10 +74,21 @@ def test_an_upload_at_the_input_size_reaches_the_classifier_unchanged(photo_clie
     np.testing.assert_allclose(answer.json()["results"][0]["probabilities"], expected.numpy(), atol=1e-5)
 
 
+def test_a_photo_bundle_takes_32_photos_a_request_under_its_own_limits(photo_client):
+    """The photo limits (max_photo_images 32, max_photo_pixels 25 MP) apply, not the thumbnail ones (8 images,
+    1 MP): 32 photos of 1200 x 900 each are answered, a 33rd is refused with the limit to keep to."""
+    photo = png_bytes(_photo(1200, 900), "JPEG", quality=80)
+    answer = photo_client.post("/classify?model=photo", files=_files(*[photo] * 32))
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["results"]) == 32
+    refused = photo_client.post("/classify?model=photo", files=_files(*[photo] * 33))
+    assert refused.status_code == 422 and "at most 32 per request" in refused.json()["detail"]
+
+
 def test_a_decompression_bomb_is_still_refused(photo_client):
     bomb = png_bytes(Image.new("L", (6000, 6000)))
     answer = photo_client.post("/classify?model=photo", files=_files(bomb, kind="image/png"))
-    assert answer.status_code == 422 and "pixels" in answer.json()["detail"]
+    assert answer.status_code == 422 and "at most 25000000 allowed" in answer.json()["detail"]
 
 
 def test_serving_an_imported_bundle_never_builds_its_differentiable_copy(photo_models_dir, monkeypatch):

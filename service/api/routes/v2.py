@@ -85,7 +85,8 @@ async def infer(request: Request, model: ProtocolModelDep) -> Response:
     """Classify (model ``{bundle}``) or purify (``{bundle}-purify``) a batch of images sent as a tensor:
     JSON data, or binary data after the JSON (binary tensor data extension)."""
     state = get_state(request)
-    inference = await read_inference(request, model, state.settings.max_images)
+    max_images, _ = state.settings.image_limits(photos=model.runtime.bundle.preprocessing is not None)
+    inference = await read_inference(request, model, max_images)
     results = await state.run(model.runtime, model.operation, inference.settings, inference.images.pixels)
     if model.purify_only:
         state.metrics.observe_purified(model.runtime.name, results)

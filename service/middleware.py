@@ -11,6 +11,7 @@ import re
 import time
 import urllib.parse
 import uuid
+from collections.abc import Container
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -82,7 +83,7 @@ class AdmissionMiddleware:
     their bodies are read or decoded: under overload a refusal must cost next to nothing, else
     reading and decoding what will be refused anyway starves the event loop and every answer is late."""
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, paths: frozenset[str], metrics: ServiceMetrics):
+    def __init__(self, app: ASGIApp, max_in_flight: int, paths: Container[str], metrics: ServiceMetrics):
         self.app, self.max_in_flight, self.paths, self.metrics = app, max_in_flight, paths, metrics
         self.in_flight = 0
 

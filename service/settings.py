@@ -44,7 +44,7 @@ class Settings(BaseSettings):
                                           "bundle that declares its preprocessing (photos of any size, e.g. "
                                           "imagenet); larger gets 422")
     max_photo_images: PositiveInt = Field(32, description="images per request at most for a bundle that declares "
-                                          "its preprocessing")
+                                          "its preprocessing (and never more than max_queue_size)")
     admin_token: SecretStr | None = Field(None, description="bearer token of the admin routes; unset disables them")
     eval_dir: Path = Field(Path("evaluations"), description="where /evaluate jobs and their results are written")
     eval_max_samples: PositiveInt = Field(1000, description="largest sample count an /evaluate job may ask for")
@@ -96,15 +96,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _images_fit_queue(self) -> "Settings":
-        for name in ("max_images", "max_photo_images"):
-            if getattr(self, name) > self.max_queue_size:
-                raise ValueError(f"{name} ({getattr(self, name)}) exceeds max_queue_size ({self.max_queue_size}): "
-                                 "no request that large could ever be queued")
+        if self.max_images > self.max_queue_size:
+            raise ValueError(f"max_images ({self.max_images}) exceeds max_queue_size ({self.max_queue_size}): "
+                             "no request that large could ever be queued")
         return self
 
     def image_limits(self, photos: bool) -> tuple[int, int]:
         """(images per request, pixels per decoded image) for a bundle that takes photos of any size (it
-        declares its preprocessing: ``max_photo_*``) or one that takes images at its input size."""
+        declares its preprocessing: ``max_photo_*``, the images never more than the queue holds) or one that
+        takes images at its input size."""
         if photos:
-            return self.max_photo_images, self.max_photo_pixels
+            return min(self.max_photo_images, self.max_queue_size), self.max_photo_pixels
         return self.max_images, self.max_pixels

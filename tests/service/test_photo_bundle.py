@@ -102,3 +102,9 @@ def test_serving_an_imported_bundle_never_builds_its_differentiable_copy(photo_m
     assert built == []
     assert bundle.classifier(torch.rand(1, *bundle.input_shape)).shape[0] == 1
     assert len(built) == 1 and bundle.classifier is bundle.classifier  # built once, then kept
+
+
+def test_the_photo_image_limit_never_exceeds_the_queue():
+    settings = Settings(max_queue_size=16, max_images=8)
+    assert settings.image_limits(photos=True) == (16, settings.max_photo_pixels)
+    assert settings.image_limits(photos=False) == (8, settings.max_pixels)

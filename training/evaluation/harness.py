@@ -68,11 +68,12 @@ class Defence:
 
 @dataclass
 class Outcome:
-    """One defence on one batch: ``correct`` (B,) bool, and per false-positive rate the detector's
-    ``flags`` (B,) bool (empty without a detector)."""
+    """One defence on one batch: ``correct`` (B,) bool, per false-positive rate the detector's ``flags``
+    (B,) bool, and the images' detection ``scores`` (B floats; both empty without a detector)."""
 
     correct: torch.Tensor
     flags: dict[float, torch.Tensor]
+    scores: list[float] = field(default_factory=list)
 
     def survival(self) -> dict[float | None, torch.Tensor]:
         """(B,) bool per key: None -> correct; each rate -> defended with rejection (flagged or correct)."""
@@ -255,7 +256,7 @@ class Evaluation:
             for name, alive in survivors.items():
                 correct = alive[None]
                 self.tally.add(epsilon, name, WORST_CASE, ADAPTIVE, int(correct.sum()), len(correct),
-                               subset=(int((correct & self._subset).sum()), int(self._subset.sum())),
+                               subset=self._on_subset(correct),
                                rejection={f"{rate:g}": {"defended": int(kept.sum())}
                                           for rate, kept in alive.items() if rate is not None})
 
@@ -285,18 +286,22 @@ class Evaluation:
                       and (d.settings.gamma > 0 or d.settings.variant == "G")]
         if n < 2 or not randomised:
             return {}
-        scores, _ = self._detect(adv)
         out = {}
         for defence in randomised:
-            correct, flags = outcomes[defence.name].correct.clone(), outcomes[defence.name].flags
+            first = outcomes[defence.name]
+            correct = first.correct.clone()
             for k in range(1, n):
                 again = replace(defence, settings=replace(defence.settings, seed=defence.settings.seed + k))
                 correct &= again.predict(self.bundle, adv)[0] == y
-            out[defence.name] = Outcome(correct, flags)
+            out[defence.name] = Outcome(correct, first.flags, first.scores)
             self.tally.add(epsilon, defence.name, f"{attack} x{n} resubmissions", ADAPTIVE, int(correct.sum()),
-                           len(y), subset=(int((correct & self._subset).sum()), int(self._subset.sum())),
-                           rejection=rejection_counts(correct, flags), scores=scores)
+                           len(y), subset=self._on_subset(correct),
+                           rejection=rejection_counts(correct, first.flags), scores=first.scores)
         return out
+
+    def _on_subset(self, correct: torch.Tensor) -> tuple[int, int]:
+        """(correct, total) of ``correct`` (B,) bool on the batch's images the bare classifier gets right."""
+        return int((correct & self._subset).sum()), int(self._subset.sum())
 
     def _detect(self, x: torch.Tensor) -> tuple[list[float], dict[float, torch.Tensor]]:
         """The detector on x (B, C, H, W): each image's score (eq. 7's error, one DAE pass) and per stored
@@ -318,12 +323,11 @@ class Evaluation:
             preds, result = defence.predict(self.bundle, x)
             seconds = time.perf_counter() - began
             correct = preds == y
-            outcomes[defence.name] = Outcome(correct, flags)
+            outcomes[defence.name] = Outcome(correct, flags, scores)
             steps = None if result is None else int(result.steps.sum())
             self.tally.add(epsilon, defence.name, attack, threat_model, int(correct.sum()), len(y),
                            attack_seconds, seconds, steps,
-                           (int((correct & self._subset).sum()), int(self._subset.sum())),
-                           rejection_counts(correct, flags), scores)
+                           self._on_subset(correct), rejection_counts(correct, flags), scores)
             if defence.name == self.settings.variant != "direct" and epsilon == self.config.epsilons[0]:
                 self._keep(attack, x, preds, result, defence.name)
         return outcomes

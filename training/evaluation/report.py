@@ -35,20 +35,26 @@ def markdown_tables(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _accuracy_table(rows: list[dict], defences: list[str], counts) -> list[str]:
-    """One table of ``rows``' cells, rows = attacks, columns = ``defences``; ``counts(cell)`` gives the
-    dict with the accuracy, ci95 and total to show."""
-    lines = ["| attack | " + " | ".join(defences) + " | attack s/img |", "|---|" + "---|" * (len(defences) + 1)]
+def _table(rows: list[dict], defences: list[str], entry, seconds: bool = False) -> list[str]:
+    """One table of ``rows``' cells, rows = attacks, columns = ``defences``; ``entry(cell, attack)`` is a
+    cell's text ("—" where the defence has no cell); ``seconds`` adds the attack's seconds per image."""
+    lines = ["| attack | " + " | ".join(defences) + (" | attack s/img |" if seconds else " |"),
+             "|---|" + "---|" * (len(defences) + seconds)]
     for attack in dict.fromkeys(c["attack"] for c in rows):
-        by_defence = {c["defence"]: counts(c) for c in rows if c["attack"] == attack}
-        entries = []
-        for d in defences:
-            c = by_defence.get(d)
-            entries.append("—" if c is None else
-                           f"{c['accuracy']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] n={c['total']}")
-        seconds = max(c["attack_seconds_per_image"] for c in by_defence.values())
-        lines.append(f"| {attack} | " + " | ".join(entries) + f" | {seconds:.3f} |")
+        by_defence = {c["defence"]: c for c in rows if c["attack"] == attack}
+        entries = [entry(by_defence[d], attack) if d in by_defence else "—" for d in defences]
+        last = f" {max(c['attack_seconds_per_image'] for c in by_defence.values()):.3f} |" if seconds else ""
+        lines.append(f"| {attack} | " + " | ".join(entries) + " |" + last)
     return lines + [""]
+
+
+def _accuracy_table(rows: list[dict], defences: list[str], counts) -> list[str]:
+    """Accuracy [95% CI] n per cell; ``counts(cell)`` gives the dict with the accuracy, ci95 and total to show."""
+    def entry(cell: dict, attack: str) -> str:
+        c = counts(cell)
+        return f"{c['accuracy']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] n={c['total']}"
+
+    return _table(rows, defences, entry, seconds=True)
 
 
 def _detector_line(detector: dict | None) -> list[str]:
@@ -65,26 +71,20 @@ def _rejection_table(rows: list[dict], defences: list[str], rate: str) -> list[s
     """Rows = attacks, columns = defences, at false-positive rate ``rate``: robust accuracy with rejection
     (flagged or correct) [95% CI], the share flagged and the ROC-AUC against the clean images; on the clean
     row the accuracy on the accepted images and the share rejected."""
-    lines = [f"With rejection at false-positive rate {rate} (an attacked image is defended when flagged or "
-             "classified correctly; clean row: accuracy on the accepted images, and the share rejected):", "",
-             "| attack | " + " | ".join(defences) + " |", "|---|" + "---|" * len(defences)]
-    for attack in dict.fromkeys(c["attack"] for c in rows):
-        by_defence = {c["defence"]: c for c in rows if c["attack"] == attack}
-        entries = []
-        for d in defences:
-            c = by_defence.get(d)
-            r = c.get("with_rejection", {}).get(rate) if c else None
-            if r is None:
-                entries.append("—")
-            elif attack == CLEAN:
-                accepted = "—" if r["accepted_accuracy"] is None else f"{r['accepted_accuracy']:.3f}"
-                entries.append(f"{accepted} of {r['accepted']} accepted, rejected {r['detection_rate']:.3f}")
-            else:
-                flagged = f", flagged {r['detection_rate']:.3f}" if "detection_rate" in r else ""
-                auc = f", AUC {c['roc_auc']:.3f}" if "roc_auc" in c else ""
-                entries.append(f"{r['accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]{flagged}{auc}")
-        lines.append(f"| {attack} | " + " | ".join(entries) + " |")
-    return lines + [""]
+    def entry(c: dict, attack: str) -> str:
+        r = c.get("with_rejection", {}).get(rate)
+        if r is None:
+            return "—"
+        if attack == CLEAN:
+            accepted = "—" if r["accepted_accuracy"] is None else f"{r['accepted_accuracy']:.3f}"
+            return f"{accepted} of {r['accepted']} accepted, rejected {r['detection_rate']:.3f}"
+        flagged = f", flagged {r['detection_rate']:.3f}" if "detection_rate" in r else ""
+        auc = f", AUC {c['roc_auc']:.3f}" if "roc_auc" in c else ""
+        return f"{r['accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]{flagged}{auc}"
+
+    return [f"With rejection at false-positive rate {rate} (an attacked image is defended when flagged or "
+            "classified correctly; clean row: accuracy on the accepted images, and the share rejected):", "",
+            *_table(rows, defences, entry)]
 
 
 def _steps_table(rows: list[dict]) -> list[str]:

@@ -126,9 +126,14 @@ def _match_size(pixels: torch.Tensor, shape: tuple[int, int, int], resize: bool,
     return resized[0].clamp(0, 1)
 
 
+def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """``pixels`` in [0, 1] (any shape) as the 8-bit levels round(255 x), uint8 on the CPU."""
+    return (pixels.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def encode_png(pixels: torch.Tensor, size: tuple[int, int]) -> bytes:
     """PNG of ``pixels`` (C, H, W) in [0, 1]: ``L`` for one channel, ``RGB`` for three, at ``size`` (w, h)."""
-    array = (pixels.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    array = to_uint8(pixels).permute(1, 2, 0).numpy()
     image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array, mode="L" if array.shape[2] == 1 else "RGB")
     if image.size != size:
         image = image.resize(size, Image.Resampling.BILINEAR)

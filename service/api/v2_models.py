@@ -30,6 +30,7 @@ import torch
 from apudae.service.api.v2_schemas import ClassifyParameters, PurifyParameters
 from apudae.service.api.v2_tensors import TensorError
 from apudae.service.engine import ModelRuntime, Purified, Scored
+from apudae.service.imaging import to_uint8
 
 PURIFY_SUFFIX = "-purify"
 INPUT = "images"
@@ -72,7 +73,7 @@ def _purified(batch: Batch) -> np.ndarray:
     if batch.images.layout == "NHWC":
         pixels = pixels.permute(0, 2, 3, 1)
     if batch.images.datatype == "UINT8":
-        return (pixels.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        return to_uint8(pixels).numpy()
     return np.ascontiguousarray(pixels.numpy(), dtype=np.float32)
 
 

@@ -7,9 +7,10 @@ import base64
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import torch
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 
-from apudae.models.detector import DEFAULT_FPR, FPRS, DetectorError
+from apudae.models.detector import DEFAULT_FPR, FPRS, Detector, DetectorError
 from apudae.service.api.deps import ImagesDep, ModelDep, PurifySettingsDep, StateDep
 from apudae.service.api.schemas import FlagOut, PurificationOut, PurifiedOut, PurifyResponse
 from apudae.service.api.uploads import OPENAPI_BODY
@@ -23,16 +24,19 @@ RATES = ", ".join(f"{rate:g}" for rate in FPRS)
 
 @dataclass(frozen=True)
 class Detection:
-    """The detector as one request uses it: the threshold at its ``fpr`` (both None when the model has no
-    detector thresholds) and whether a flagged image's answer is withheld (``reject``)."""
+    """The detector as one request uses it: the model's ``detector`` at the request's ``fpr`` (both None when
+    the model has no detector thresholds) and whether a flagged image's answer is withheld (``reject``)."""
 
-    threshold: float | None
+    detector: Detector | None
     fpr: float | None
     reject: bool
 
     def flags(self, scores: list[Scored]) -> list[bool | None]:
-        """Per input: above the threshold (flagged), or None when flags are unavailable."""
-        return [None if self.threshold is None else s.error > self.threshold for s in scores]
+        """Per input: flagged by the detector at ``fpr`` (``Detector.flags``), or None when flags are unavailable."""
+        if self.detector is None:
+            return [None] * len(scores)
+        errors = torch.tensor([s.error for s in scores], dtype=torch.float64)
+        return self.detector.flags(errors, self.fpr).tolist()
 
     def out(self, flagged: bool | None) -> FlagOut:
         return FlagOut(flagged=flagged, fpr=self.fpr, withheld=bool(flagged) and self.reject)
@@ -61,9 +65,10 @@ def get_detection(
         return Detection(None, None, False)
     fpr = DEFAULT_FPR if fpr is None else fpr
     try:
-        return Detection(detector.threshold(fpr), fpr, on_flag == "reject")
+        detector.threshold(fpr)
     except DetectorError as err:
         raise HTTPException(422, f"fpr: {err}") from None
+    return Detection(detector, fpr, on_flag == "reject")
 
 
 DetectionDep = Annotated[Detection, Depends(get_detection)]

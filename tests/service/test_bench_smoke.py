@@ -15,7 +15,7 @@ from apudae.models.bundle import load_bundle
 from apudae.training.attacks.base import quantize_8bit
 from apudae.training.bench.engine_candidates import compare_candidates
 from apudae.training.bench.inputs import BenchImages, png_uploads, tensor_request
-from apudae.training.bench.load import png_target, tensor_target
+from apudae.training.bench.load import upload_target, tensor_target
 from apudae.training.bench.offline import SweepPlan
 from apudae.training.bench.report import _engine_candidates
 from apudae.training.bench.served import ServePlan, drained, running_service
@@ -103,7 +103,7 @@ def test_both_closed_loop_generators_count_answers_and_the_service_drains(tiny_m
     plan = ServePlan((2,), (), 1.0, 1, 2, 0.005, 16)
     with running_service(tiny_models_dir / "tiny", 2, plan, 1) as base:
         tensors = [tensor_request(image[None]) for image in images]
-        targets = (png_target(base, "tiny", uploads), tensor_target(base, "tiny", tensors))
+        targets = (upload_target(base, "tiny", uploads), tensor_target(base, "tiny", tensors))
         for target, generator in itertools.product(targets, ("wrk", "python")):
             run = asyncio.run(ServePlan(**{**plan.__dict__, "closed_loop_generator": generator}).closed_loop(
                 target, 3, 1.0))

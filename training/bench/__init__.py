@@ -24,7 +24,7 @@ from apudae.models.purification import VARIANTS
 from apudae.training.bench.candidates import candidate_sweep
 from apudae.training.bench.flops import pool_flops, purification_flops
 from apudae.training.bench.inputs import bench_images, png_uploads, tensor_request
-from apudae.training.bench.load import png_target, tensor_target
+from apudae.training.bench.load import upload_target, tensor_target
 from apudae.training.bench.machine import describe, peak_rates
 from apudae.training.bench.offline import SweepPlan, engine_sweep, floor_sweep, loop_sweep
 from apudae.training.bench.engine_candidates import compare_candidates
@@ -189,7 +189,7 @@ def bench_served(path: Path, args: argparse.Namespace) -> dict:
     out = {"bundle": path.name, "inputs": f"adversarial 8-bit images ({images.attack}), one per request"}
     if "png" in args.served_targets:
         uploads = png_uploads(images.adversarial)
-        pngs = partial(png_target, model=model, uploads=uploads)
+        pngs = partial(upload_target, model=model, uploads=uploads)
         out["batched"] = served_sweep(path, model, pngs, plan, args.threads)
         rates = tuple(row["rate"] for row in out["batched"]["open_loop"])
         out["unbatched"] = served_sweep(path, model, pngs, ServePlan(**{**plan.__dict__, "max_batch_size": 1}),

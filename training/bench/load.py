@@ -3,8 +3,8 @@
 Closed loop: ``clients`` tasks each send a request, wait for its answer, and send the next.
 Open loop: requests leave on a Poisson schedule of ``rate`` per second whatever the answers do; each
 latency is measured from the request's *scheduled* departure, so a stalled server cannot hide its
-queueing (no coordinated omission). A :class:`Target` posts prepared bodies in turn: one 8-bit PNG as
-multipart to ``POST /classify`` (``png_target``), or one 8-bit image as a binary UINT8 tensor to the Open
+queueing (no coordinated omission). A :class:`Target` posts prepared bodies in turn: one encoded image (8-bit PNG,
+or a JPEG photo) as multipart to ``POST /classify`` (``upload_target``), or one 8-bit image as a binary UINT8 tensor to the Open
 Inference Protocol's ``POST /v2/models/{model}/infer`` (``tensor_target``). Both load generators (these
 Python clients and wrk) send the same bytes.
 """
@@ -72,13 +72,15 @@ class Target:
         return response.status_code
 
 
-def png_target(base_url: str, model: str, uploads: list[bytes]) -> Target:
-    """One PNG of ``uploads`` per request, multipart field ``files``, to ``/classify?model=<model>``."""
-    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"image.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode()
+def upload_target(base_url: str, model: str, uploads: list[bytes], media_type: str = "image/png") -> Target:
+    """One encoded image of ``uploads`` (all of ``media_type``: PNG, or JPEG for photos) per request,
+    multipart field ``files``, to ``/classify?model=<model>``."""
+    suffix = media_type.split("/")[1]
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"image.{suffix}\"\r\n"
+            f"Content-Type: {media_type}\r\n\r\n").encode()
     tail = f"\r\n--{BOUNDARY}--\r\n".encode()
     return Target(base_url, f"/classify?model={model}", {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
-                  [head + png + tail for png in uploads])
+                  [head + upload + tail for upload in uploads])
 
 
 def tensor_target(base_url: str, model: str, requests: list[tuple[bytes, dict[str, str]]]) -> Target:

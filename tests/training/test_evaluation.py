@@ -370,8 +370,41 @@ def test_tune_prints_each_point_its_compared_entries_direct_and_no_defence(tiny_
     assert [row[0] for row in rows] == ["| settings", '| {"n": 2}', '| {"n": 2} compared: A:n=1',
                                         '| {"variant": "E"}', '| {"variant": "E"} compared: A:n=1',
                                         "| direct", "| none"]
-    assert rows[-1][1] == "0.429"  # the undefended classifier is right on 3 of the 7 clean images
+    assert rows[-1][1].startswith("0.429 / ")  # the undefended classifier is right on 3 of the 7 clean images
     assert rows[2][1:] == rows[4][1:]  # the compared entry does not depend on the point's variant
+
+
+def test_tune_gives_each_swept_adaptive_row_and_the_worst_case_with_rejection(tiny_models_dir, seven_images,
+                                                                              monkeypatch, capsys):
+    """One column per weight of counter-b-detector and the worst case; each entry: accuracy / accuracy with
+    rejection at --fpr ("0.010" is the stored rate 0.01), as the run's cells hold them; "—" where a defence has
+    no such row."""
+    monkeypatch.setattr(tune, "holdout_images", lambda bundle, data_dir=None: seven_images)
+    summaries = []
+
+    def recorded(config, data):
+        summaries.append(run_evaluation(config, data=data))
+        return summaries[-1]
+
+    monkeypatch.setattr(tune, "run_evaluation", recorded)
+    assert apudae_cli.main(["tune", "--bundle", str(tiny_models_dir / "tiny"), "--grid", '{"n": 1}',
+                            "--attacks", "counter-a,counter-b-detector", "--samples", "7", "--fpr", "0.010"]) == 0
+    header, point, direct, none = [[entry.strip() for entry in line.strip("|").split("|")]
+                                   for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert header == ["settings", "clean", "counter-a", "counter-b-detector(weight=1)",
+                      "counter-b-detector(weight=10)", "counter-b-detector(weight=100)", "worst-case"]
+    cells = {c["attack"]: c for c in summaries[0]["cells"] if c["defence"] == "F"}
+    for attack, entry in zip(header[1:], point[1:]):
+        cell = cells[attack]
+        assert entry == f"{cell['accuracy']:.3f} / {cell['with_rejection']['0.01']['accuracy']:.3f}"
+    assert none[1].startswith("0.429 / ") and none[2:] == ["—"] * 5  # the adaptive attacks target a purifier
+    assert direct[2] != "—"
+
+
+def test_tune_refuses_a_false_positive_rate_the_detector_does_not_store(tiny_models_dir, monkeypatch):
+    monkeypatch.setattr(tune, "holdout_images", lambda bundle, data_dir=None: pytest.fail("ran before the check"))
+    with pytest.raises(ValueError, match="stores the rates 0.001, 0.01, 0.05"):
+        apudae_cli.main(["tune", "--bundle", str(tiny_models_dir / "tiny"), "--grid", "{}", "--fpr", "0.02"])
 
 
 def test_accuracy_shows_progress_and_counts_every_image(tiny_models_dir, seven_images, monkeypatch, capsys):

@@ -163,7 +163,7 @@ def _load_image_folder(folder: Path, preprocessing: Preprocessing | None = None)
         images = np.load(cached_images, allow_pickle=False)
         labels = np.load(cached_labels, allow_pickle=False)
     else:
-        files = [(f, i) for i, c in enumerate(classes) for f in sorted((folder / c).iterdir()) if f.is_file()]
+        files = _folder_files(folder, classes)
         mode = "L" if Image.open(files[0][0]).mode in ("L", "1") else "RGB"
         arrays = [_decoded(f, mode, preprocessing) for f, _ in files]
         shapes = {a.shape for a in arrays}
@@ -176,6 +176,28 @@ def _load_image_folder(folder: Path, preprocessing: Preprocessing | None = None)
         _save_atomically(cached_images, np.ascontiguousarray(images))
         _save_atomically(cached_labels, labels)  # last: a reader needs both files
     return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), classes)
+
+
+def _folder_files(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """(file, class index) of every image of an ImageFolder, in ImageFolder order (classes, then file names)."""
+    return [(f, i) for i, c in enumerate(classes) for f in sorted((folder / c).iterdir()) if f.is_file()]
+
+
+def photo_files(name: str, split: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The original files of ``split`` of a photo data set (``imagenet`` or ``imagefolder:<path>``), in the
+    order of ``load_dataset``'s images: what a client uploads before any preprocessing."""
+    if name == "imagenet":
+        folder = resolve_data_dir(data_dir) / "imagenet-sample"
+    elif name.startswith("imagefolder:"):
+        folder = Path(name.split(":", 1)[1]).expanduser() / split
+    else:
+        raise ValueError(f"{name!r} is not a photo data set (imagenet or imagefolder:<path>)")
+    if not folder.is_dir():
+        raise DataNotFoundError(f"no ImageFolder at {folder}: expected {folder}/<class>/<image files>")
+    files = [f for f, _ in _folder_files(folder, sorted(p.name for p in folder.iterdir() if p.is_dir()))]
+    if name == "imagenet":
+        return [files[i] for i in imagenet_split_indices(len(files))[split].tolist()]
+    return files
 
 
 def imagenet_split_indices(n: int) -> dict[str, torch.Tensor]:

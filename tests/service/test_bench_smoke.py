@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import itertools
 import json
 import shutil
 
 import pytest
 import torch
+from PIL import Image
 
 import apudae.training.bench as bench
 from apudae.models.bundle import load_bundle
@@ -112,3 +114,18 @@ def test_both_closed_loop_generators_count_answers_and_the_service_drains(tiny_m
                 (target.path, generator)
             assert 0 < summary["p50"] <= summary["p99"], (target.path, generator)
             assert drained(base, "tiny").in_flight == 0
+
+
+def test_photo_uploads_are_served_as_jpeg_files(photo_models_dir):
+    """The photo target posts whole JPEG files of any size; the service resizes and crops each one."""
+    photos = []
+    for width, height in ((640, 480), (300, 500)):
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, height), (120, 60, 200)).save(buffer, "JPEG")
+        photos.append(buffer.getvalue())
+    plan = ServePlan((2,), (), 1.0, 1, 2, 0.005, 16)
+    with running_service(photo_models_dir / "photo", 2, plan, 1) as base:
+        run = asyncio.run(plan.closed_loop(upload_target(base, "photo", photos, media_type="image/jpeg"), 2, 1.0))
+        summary = run.summary()
+        assert summary["answered"] > 0 and summary["errors"] == 0 and summary["rejected_share"] == 0
+        assert drained(base, "photo").in_flight == 0

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from apudae.models.preprocessing import Preprocessing
 from apudae.training import data as data_module
 from apudae.training.data import DataNotFoundError, load_dataset, train_holdout_split
 
@@ -108,3 +109,21 @@ def test_holdout_split_is_disjoint_fixed_and_complete():
     assert len(holdout) == 10 and len(train) == 90
     assert sorted(torch.cat([train, holdout]).tolist()) == list(range(100))
     assert torch.equal(holdout, train_holdout_split(100, 10)[1])
+
+
+def test_photo_files_are_the_originals_in_the_loaded_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("APUDAE_CACHE_DIR", str(tmp_path / "cache"))
+    sizes = {"cat": [(40, 30), (30, 50)], "dog": [(64, 36)]}
+    for cls, shapes in sizes.items():
+        (tmp_path / "photos" / "test" / cls).mkdir(parents=True)
+        for i, (w, h) in enumerate(shapes):
+            Image.new("RGB", (w, h), (len(cls) * 20, i * 90, 30)).save(tmp_path / "photos" / "test" / cls / f"{i}.jpg")
+    name = f"imagefolder:{tmp_path / 'photos'}"
+    files = data_module.photo_files(name, "test")
+    loaded = load_dataset(name, "test", preprocessing=Preprocessing(resize=24, crop=16))
+    assert [f.parent.name for f in files] == [loaded.classes[i] for i in loaded.labels.tolist()] == ["cat", "cat", "dog"]
+    assert [Image.open(f).size for f in files] == [(40, 30), (30, 50), (64, 36)]  # the files as uploaded, not resized
+    with pytest.raises(ValueError, match="not a photo data set"):
+        data_module.photo_files("mnist", "test", tmp_path)
+    with pytest.raises(DataNotFoundError, match="no ImageFolder"):
+        data_module.photo_files("imagenet", "test", tmp_path)

@@ -23,7 +23,7 @@ from apudae.models.bundle import load_bundle
 from apudae.models.purification import VARIANTS
 from apudae.training.bench.candidates import candidate_sweep
 from apudae.training.bench.flops import pool_flops, purification_flops
-from apudae.training.bench.inputs import bench_images, png_uploads, tensor_request
+from apudae.training.bench.inputs import bench_images, photo_uploads, png_uploads, tensor_request
 from apudae.training.bench.load import upload_target, tensor_target
 from apudae.training.bench.machine import describe, peak_rates
 from apudae.training.bench.offline import SweepPlan, engine_sweep, floor_sweep, loop_sweep
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 
 SECTIONS = ("flops", "floor", "candidates", "loop", "engine", "engine-candidates", "served")
-SERVED_TARGETS = ("png", "tensor")
+SERVED_TARGETS = ("png", "tensor", "photo")
+DEFAULT_SERVED_TARGETS = ("png", "tensor")
 
 
 def _sections(text: str) -> frozenset[str]:
@@ -95,9 +96,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--serve-max-batch", type=int, default=64, help="service max batch size (default: 64)")
     a("--serve-batch-wait", type=float, default=0.005, help="service max batch wait, s (default: 0.005)")
     a("--serve-queue", type=int, default=256, help="service max queue size, images (default: 256)")
-    a("--served-targets", type=_targets, default=SERVED_TARGETS, help="served request kinds: png (multipart "
+    a("--served-targets", type=_targets, default=DEFAULT_SERVED_TARGETS, help="served request kinds: png (multipart "
       "to /classify, swept with the batcher and with max batch 1), tensor (binary UINT8 to /v2/models/<b>/infer, "
-      "with the batcher); default: png,tensor")
+      "with the batcher), photo (a photo bundle's original JPEG test files to /classify, with the batcher); "
+      "default: png,tensor")
     a("--load-generator", choices=("auto", "wrk", "python"), default="auto", help="closed-loop load: wrk "
       "(C, little CPU per request), python (httpx clients, more CPU per request) or auto: wrk when installed")
     a("--json", type=Path, default=Path("docs/performance.json"), help="JSON output")
@@ -175,10 +177,10 @@ def run(args: argparse.Namespace) -> int:
 
 def bench_served(path: Path, args: argparse.Namespace) -> dict:
     """The served sweeps: PNG uploads with the batcher, then with max batch 1 at the same open-loop rates;
-    binary tensors with the batcher (``args.served_targets`` chooses)."""
+    binary tensors with the batcher; a photo bundle's original photo files with the batcher
+    (``args.served_targets`` chooses)."""
     bundle = load_bundle(path)
     model = bundle.name
-    images = bench_images(bundle, args.images, args.data_dir)
     generator = args.load_generator
     if generator == "auto":
         generator = "wrk" if wrk_available() else "python"
@@ -186,7 +188,10 @@ def bench_served(path: Path, args: argparse.Namespace) -> dict:
         raise SystemExit("--load-generator wrk: no wrk on the PATH (apt-get install wrk)")
     plan = ServePlan(args.concurrency, args.rate_fractions, args.duration, args.repeats, args.serve_max_batch,
                      args.serve_batch_wait, args.serve_queue, generator, args.precision)
-    out = {"bundle": path.name, "inputs": f"adversarial 8-bit images ({images.attack}), one per request"}
+    out, inputs = {"bundle": path.name}, []
+    if {"png", "tensor"} & set(args.served_targets):
+        images = bench_images(bundle, args.images, args.data_dir)
+        inputs.append(f"adversarial 8-bit images ({images.attack}), one per request")
     if "png" in args.served_targets:
         uploads = png_uploads(images.adversarial)
         pngs = partial(upload_target, model=model, uploads=uploads)
@@ -198,4 +203,10 @@ def bench_served(path: Path, args: argparse.Namespace) -> dict:
         requests = [tensor_request(image[None]) for image in images.adversarial]
         out["tensor"] = served_sweep(path, model, partial(tensor_target, model=model, requests=requests), plan,
                                      args.threads)
+    if "photo" in args.served_targets:
+        photos, source = photo_uploads(bundle, args.images, args.data_dir)
+        inputs.append(f"photos: {source}, one per request, resized and cropped by the service")
+        out["photo"] = served_sweep(path, model, partial(upload_target, model=model, uploads=photos,
+                                                         media_type="image/jpeg"), plan, args.threads)
+    out["inputs"] = "; ".join(inputs)
     return out

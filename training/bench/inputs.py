@@ -18,14 +18,15 @@ from apudae.models.bundle import Bundle
 from apudae.service.imaging import encode_png
 from apudae.training.attacks.base import quantize_8bit
 from apudae.training.attacks.pgd import pgd_linf
-from apudae.training.data import DataNotFoundError, load_dataset
+from apudae.training.data import DataNotFoundError, load_dataset, photo_files
 
 log = logging.getLogger(__name__)
 
-#: l_inf budget per data set (the paper: 0.1 on MNIST-like data, 8/255 on CIFAR-10)
-EPSILON = {"mnist": 0.1, "fashion-mnist": 0.1, "cifar10": 8 / 255}
+#: l_inf budget per data set (the paper: 0.1 on MNIST-like data, 8/255 on CIFAR-10, 5/255 on ImageNet)
+EPSILON = {"mnist": 0.1, "fashion-mnist": 0.1, "cifar10": 8 / 255, "imagenet": 5 / 255}
 DEFAULT_EPSILON = 0.1
 PGD_STEPS = 20
+PGD_BATCH = 32  # images attacked at once: the attack's memory at 224x224 grows with the batch
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,20 @@ def bench_images(bundle: Bundle, count: int, data_dir: str | None, seed: int = 0
         signs = torch.randint(0, 2, clean.shape, generator=generator).float().mul(2).sub(1)
         return BenchImages(clean, quantize_8bit(clean + epsilon * signs), None, epsilon, source,
                            f"random sign noise ±{epsilon:.4g} per pixel, 8-bit")
-    adversarial = quantize_8bit(pgd_linf(bundle.classifier, clean, labels, epsilon, epsilon / 8, PGD_STEPS,
-                                         generator=generator))
+    adversarial = torch.cat([quantize_8bit(pgd_linf(bundle.classifier, images, targets, epsilon, epsilon / 8,
+                                                    PGD_STEPS, generator=generator))
+                             for images, targets in zip(clean.split(PGD_BATCH), labels.split(PGD_BATCH))])
     return BenchImages(clean, adversarial, labels, epsilon, source,
                        f"grey-box PGD-{PGD_STEPS} on the classifier, eps={epsilon:.4g}, step eps/8, random start, "
                        "seed 0, 8-bit")
+
+
+def photo_uploads(bundle: Bundle, count: int, data_dir: str | None) -> tuple[list[bytes], str]:
+    """The original files (JPEG, full size) of the first ``count`` test images of a photo bundle's data set,
+    as a client uploads them for the service to resize and crop, and where they come from."""
+    dataset = bundle.meta.get("provenance", {}).get("dataset", "")
+    files = photo_files(dataset, "test", data_dir)[:count]
+    return [f.read_bytes() for f in files], f"the first {len(files)} {dataset} test photos as files (JPEG, full size)"
 
 
 def repeat_to(images: torch.Tensor, count: int) -> torch.Tensor:

@@ -128,7 +128,8 @@ def _engine_candidates(bundle: dict) -> list[str]:
          "predictions differing from NCHW fp32 (clean / PGD)"], rows)
 
 
-SERVED_KINDS = {"batched": "multipart PNG", "unbatched": "multipart PNG", "tensor": "binary UINT8 tensor"}
+SERVED_KINDS = {"batched": "multipart PNG", "unbatched": "multipart PNG", "tensor": "binary UINT8 tensor",
+                "photo": "clean JPEG photos (multipart)"}
 """Served sweep (a key of the bench result's ``served``) -> what its requests were."""
 
 

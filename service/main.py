@@ -14,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 
 from apudae.service.api.deps import reject_unknown_query
 from apudae.service.api.routes import api_router
+from apudae.service.api.routes.v2 import add_infer_route
 from apudae.service.api.v2_errors import ProtocolErrorMiddleware
 from apudae.service.errors import install_error_handlers
 from apudae.service.middleware import (AccessLogMiddleware, AdmissionMiddleware, BodyLimitMiddleware,
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          dependencies=[Depends(reject_unknown_query)])
     app.state.service = state
     install_error_handlers(app)
+    add_infer_route(app.router)  # first: see service.api.direct
     app.include_router(api_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.settings.max_body_bytes)
     limits = state.settings  # an image request holds at least one image: the queue plus one batch bounds them

@@ -1,5 +1,8 @@
 """Shared route dependencies as ``Annotated`` aliases: state, model, images, purification options, admin;
-and ``reject_unknown_query``, which every route runs first."""
+and ``reject_unknown_query``, which every route runs first.
+
+The dependencies of the inference routes are coroutines that do not block: FastAPI runs a plain-function
+dependency in a worker thread, a thread hop per dependency per request."""
 from __future__ import annotations
 
 import asyncio
@@ -55,7 +58,12 @@ def get_state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
-StateDep = Annotated[ServiceState, Depends(get_state)]
+async def _state(request: Request) -> ServiceState:
+    """``get_state`` as a dependency (a coroutine: see the module docstring)."""
+    return get_state(request)
+
+
+StateDep = Annotated[ServiceState, Depends(_state)]
 
 
 def get_model(state: ServiceState, model: str | None = None) -> ModelRuntime:
@@ -76,7 +84,7 @@ def record_model(request: Request, runtime: ModelRuntime) -> ModelRuntime:
     return runtime
 
 
-def requested_model(request: Request, state: StateDep, model: Annotated[str | None, Query(
+async def requested_model(request: Request, state: StateDep, model: Annotated[str | None, Query(
         description="bundle name (GET /models); default: the configured default model")] = None) -> ModelRuntime:
     """The ``model`` query parameter's runtime (``get_model``), recorded for the access log."""
     return record_model(request, get_model(state, model))
@@ -112,7 +120,7 @@ async def get_images(request: Request, state: StateDep, runtime: ModelDep, resiz
 ImagesDep = Annotated[Images, Depends(get_images)]
 
 
-def get_purify_settings(
+async def get_purify_settings(
         runtime: ModelDep,
         variant: Annotated[str | None, Query(description=f"one of {', '.join(VARIANTS)}; default: the bundle's")] = None,
         n: Annotated[int | None, Query(ge=0, le=MAX_STEPS, description="most purification steps")] = None,

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from apudae.models.purification import PurifySettings
-from apudae.service.api.routes.purify import Detection, get_detection
+from apudae.service.api.routes.purify import Detection, detection_of
 from apudae.service.api.v2_models import DATATYPES, INPUT, Batch, Images, ProtocolModel, layout_of, to_images
 from apudae.service.api.v2_schemas import InferenceRequest, PurifyParameters, RequestInput
 from apudae.service.api.v2_tensors import (HEADER_LENGTH, BinaryReader, TensorError, parse_header, read_tensor,
@@ -119,7 +119,7 @@ async def read_inference(request: Request, model: ProtocolModel, max_images: int
     except TensorError as err:
         raise HTTPException(400, str(err)) from None
     purify = getattr(parameters, "purify", True)
-    return Inference(images, _settings(model, parameters), get_detection(model.runtime, parameters.fpr, "label"),
+    return Inference(images, _settings(model, parameters), detection_of(model.runtime, parameters.fpr, "label"),
                      _outputs(model, inference, purify, parameters.binary_data_output), purify, inference.id)
 
 

@@ -3,7 +3,9 @@ the protocol's ``{"error": ...}`` for every kind of bad request (tritonclient ag
 test_v2_tritonclient.py)."""
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from PIL import Image
 from apudae.service.main import IMAGE_ROUTES
 from apudae.training.bench.inputs import tensor_request
 from service_fixtures import client, make_settings, png_bytes  # noqa: F401 (pytest fixtures)
+from test_overload import with_app
 
 INFER = "/v2/models/tiny/infer"
 PURIFY = "/v2/models/tiny-purify/infer"
@@ -214,6 +217,24 @@ def test_unknown_model_route_method_and_encoding_answer_protocol_errors(client):
     refused(client.get(INFER), 405, "Method Not Allowed")
     refused(client.post(INFER, content=b"x", headers={"content-encoding": "gzip"}), 415, "uncompressed")
     refused(client.get("/v2?verbose=1"), 422, "unknown query parameter 'verbose'")
+    refused(client.post(INFER + "?verbose=1", json=json_request(images(1))), 422, "unknown query parameter 'verbose'",
+            "/v2/models/{name}/infer takes: none")
+
+
+def test_infer_answers_503_while_the_models_load_and_past_the_deadline(make_settings):
+    from fastapi.testclient import TestClient
+
+    from apudae.service.main import create_app
+    loading = TestClient(create_app(make_settings()), raise_server_exceptions=False)  # lifespan not run
+    answer = loading.post(INFER, json=json_request(images(1)))
+    refused(answer, 503, "still loading")
+    assert answer.headers["Retry-After"] == "5"
+
+    async def scenario(client, state):
+        return await client.post(INFER, json=json_request(images(1), parameters={"purify": False}))
+    answer = asyncio.run(with_app(make_settings(request_deadline=0.05), scenario, threading.Event()))
+    refused(answer, 503, "deadline")
+    assert answer.headers["Retry-After"] == "1"
 
 
 def test_body_limit_answers_413_in_the_protocol_shape(make_settings):

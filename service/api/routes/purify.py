@@ -14,7 +14,7 @@ from apudae.models.detector import DEFAULT_FPR, FPRS, Detector, DetectorError
 from apudae.service.api.deps import ImagesDep, ModelDep, PurifySettingsDep, StateDep
 from apudae.service.api.schemas import FlagOut, PurificationOut, PurifiedOut, PurifyResponse
 from apudae.service.api.uploads import OPENAPI_BODY
-from apudae.service.engine import Purified, Scored
+from apudae.service.engine import ModelRuntime, Purified, Scored
 from apudae.service.imaging import encode_png
 from apudae.service.metrics import ServiceMetrics
 
@@ -47,14 +47,9 @@ class Detection:
             metrics.observe_detection(model, self.fpr, flags)
 
 
-def get_detection(
-        runtime: ModelDep,
-        fpr: Annotated[float | None, Query(description=f"false-positive rate of the detector's threshold, one of "
-                                                       f"{RATES} (the model's stored rates); default {DEFAULT_FPR:g}")] = None,
-        on_flag: Annotated[Literal["label", "reject"], Query(description="what a flagged image gets: 'label' (the "
-                           "default) answers as usual with flagged=true; 'reject' withholds its answer")] = "label",
-) -> Detection:
-    """The request's detector options; 422 for a rate the model has no threshold for, and for fpr or
+def detection_of(runtime: ModelRuntime, fpr: float | None, on_flag: str) -> Detection:
+    """The detector of ``runtime`` at ``fpr`` (None: the default), withholding flagged answers when ``on_flag``
+    is "reject"; 422 for a rate the model has no threshold for, and for fpr or
     on_flag=reject on a model without detector thresholds."""
     detector = runtime.detector
     if detector is None:
@@ -69,6 +64,17 @@ def get_detection(
     except DetectorError as err:
         raise HTTPException(422, f"fpr: {err}") from None
     return Detection(detector, fpr, on_flag == "reject")
+
+
+async def get_detection(
+        runtime: ModelDep,
+        fpr: Annotated[float | None, Query(description=f"false-positive rate of the detector's threshold, one of "
+                                                       f"{RATES} (the model's stored rates); default {DEFAULT_FPR:g}")] = None,
+        on_flag: Annotated[Literal["label", "reject"], Query(description="what a flagged image gets: 'label' (the "
+                           "default) answers as usual with flagged=true; 'reject' withholds its answer")] = "label",
+) -> Detection:
+    """The request's detector options (``detection_of``)."""
+    return detection_of(runtime, fpr, on_flag)
 
 
 DetectionDep = Annotated[Detection, Depends(get_detection)]

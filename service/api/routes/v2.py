@@ -5,6 +5,10 @@ Server metadata ``GET /v2``, ``GET /v2/health/live`` and ``/v2/health/ready``, m
 models and their tensors are ``service.api.v2_models``'; requests are read by ``service.api.v2_requests``.
 Inference shares the batcher, limits, deadline, admission control and metrics with /classify and
 /purify; errors are ``{"error": ...}`` (``service.api.v2_errors``). Model versions are not served.
+
+``POST /v2/models/{name}/infer`` is not on ``router``: ``add_infer_route`` adds it to the app's own router as
+a ``DirectRoute`` (``service.api.direct``), which skips FastAPI's routing through the included routers and
+its dependency solving; ``infer`` reads and checks the whole request itself.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from apudae.service.api.deps import StateDep, get_model, get_state, record_model
+from apudae.service.api.direct import DirectRoute
 from apudae.service.api.v2_models import Batch, ProtocolModel, find_model, input_scores, protocol_name
 from apudae.service.api.v2_requests import answer, read_inference
 from apudae.service.api.v2_schemas import INFER_BODY, INFERENCE_RESPONSE, MODEL_METADATA, SERVER_METADATA, answers
@@ -79,11 +84,10 @@ async def model_ready(state: StateDep, model: ProtocolModelDep) -> JSONResponse:
     return _readiness(state, name=model.name)
 
 
-@router.post("/models/{name}/infer", openapi_extra=INFER_BODY, responses=answers(INFERENCE_RESPONSE, binary=True),
-             response_class=Response)
-async def infer(request: Request, model: ProtocolModelDep) -> Response:
+async def infer(request: Request, name: str) -> Response:
     """Classify (model ``{bundle}``) or purify (``{bundle}-purify``) a batch of images sent as a tensor:
     JSON data, or binary data after the JSON (binary tensor data extension)."""
+    model = await protocol_model(request, name)
     state = get_state(request)
     max_images, _ = state.settings.image_limits(photos=model.runtime.bundle.preprocessing is not None)
     inference = await read_inference(request, model, max_images)
@@ -97,3 +101,11 @@ async def infer(request: Request, model: ProtocolModelDep) -> Response:
     detection.observe(state.metrics, model.runtime.name, flags)
     flagged = flags if detection.fpr is not None else None
     return answer(model, inference, Batch(results, inference.images, model.runtime, flagged))
+
+
+def add_infer_route(app_router: APIRouter) -> None:
+    """Add ``POST /v2/models/{name}/infer`` (``infer``) to the app's own router as a ``DirectRoute``; call it
+    before the other routers are included, so that its path is matched first."""
+    app_router.add_api_route(f"{router.prefix}/models/{{name}}/infer", infer, methods=["POST"],
+                             route_class_override=DirectRoute, tags=router.tags, openapi_extra=INFER_BODY,
+                             responses=answers(INFERENCE_RESPONSE, binary=True), response_class=Response)

@@ -45,6 +45,8 @@ def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
     assert [row["batch"] for row in tiny["floor"]] == [1, 2]
     assert {(row["layout"], row["precision"]) for row in tiny["candidates"]} >= {("nchw", "fp32"), ("nchw", "bf16")}
     assert {row["kind"] for row in tiny["engine"]["F"]} == {"clean", "adversarial"}
+    assert all(0 <= row["moved_share"] <= 1 and (row["moved_share"] > 0) == (row["mean_steps"] > 0)
+               for row in tiny["engine"]["F"])
     served = result["served"]
     assert served["unbatched"]["max_batch_size"] == 1
     assert all(row["errors"] == 0 for row in served["batched"]["closed_loop"] + served["unbatched"]["closed_loop"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from apudae.models.purification import PurifySettings, purify
+from apudae.models.purification.variants import PURIFIERS
 from apudae.training.bench.flops import dae_step
 from apudae.training.bench.inputs import BenchImages, repeat_to
 from apudae.training.bench.stats import Spread, time_repeated
@@ -56,13 +57,23 @@ def timed(fn, plan: SweepPlan) -> Spread:
     return time_repeated(call, plan.repeats)
 
 
-def timed_steps(fn, plan: SweepPlan) -> tuple[Spread, float]:
-    """``timed`` for an ``fn`` that returns the mean purification steps of its call: the seconds, and the
-    mean steps of the timed calls themselves (F/G's fresh noise changes the steps from call to call)."""
-    steps: list[float] = []
-    seconds = timed(lambda: steps.append(fn()), plan)
-    timed_calls = steps[-plan.repeats:]  # not the warm-up
-    return seconds, sum(timed_calls) / len(timed_calls)
+def timed_counts(fn, plan: SweepPlan) -> tuple[Spread, tuple[float, ...]]:
+    """``timed`` for an ``fn`` that returns counts of its call (mean steps, ...): the seconds, and each count
+    averaged over the timed calls themselves (F/G's fresh noise changes the steps from call to call)."""
+    counts: list[tuple[float, ...]] = []
+    seconds = timed(lambda: counts.append(fn()), plan)
+    timed_calls = counts[-plan.repeats:]  # not the warm-up
+    return seconds, tuple(sum(values) / len(timed_calls) for values in zip(*timed_calls))
+
+
+def _step_counts(results: list, variant: str) -> tuple[float, float]:
+    """Of one engine call's results: the mean purification steps per image, and the share of images whose
+    error after purification took a second DAE forward (those that moved: a step, or direct's and G's
+    output, which always differs from the input)."""
+    always = PURIFIERS[variant].always_changes
+    steps = [r.purified.steps if r.purified else 0 for r in results]
+    moved = [bool(r.purified) and (always or s > 0) for r, s in zip(results, steps)]
+    return sum(steps) / len(results), sum(moved) / len(results)
 
 
 def _point(batch: int, seconds: Spread, **extra) -> dict:
@@ -121,9 +132,10 @@ def engine_sweep(runtime: ModelRuntime, settings: PurifySettings, images: BenchI
         pool = getattr(images, kind)
         for batch in plan.batch_sizes:
             x = repeat_to(pool, batch)
-            seconds, steps = timed_steps(
-                lambda: sum(r.purified.steps for r in runtime.classify(x, settings) if r.purified) / batch, plan)
-            rows.append(_point(batch, seconds, kind=kind, variant=settings.variant, mean_steps=steps))
+            seconds, (steps, moved) = timed_counts(
+                lambda: _step_counts(runtime.classify(x, settings), settings.variant), plan)
+            rows.append(_point(batch, seconds, kind=kind, variant=settings.variant, mean_steps=steps,
+                               moved_share=moved))
             log.info("engine %s/%s %s b=%d: %.1f images/s", runtime.name, settings.variant, kind, batch,
                      rows[-1]["images_per_s"]["median"])
     return rows

@@ -81,8 +81,10 @@ def _sweep(bundle: dict, peak: float, precision: str) -> list[str]:
         table = []
         for b in sorted(adv):
             a, c, f, lo = adv[b], clean.get(b), floor.get(b), loop.get(b)
-            # this batch's mean steps, plus the errors before and after (2 DAE forwards) and the classifier
-            per_image = (a["mean_steps"] * counted.get("dae_step", 0) + 2 * counted.get("dae_forward", 0)
+            # this batch's mean steps, the error before (a DAE forward), the error after (another, for the
+            # images that moved) and the classifier
+            forwards = 1 + a.get("moved_share", 1.0)
+            per_image = (a["mean_steps"] * counted.get("dae_step", 0) + forwards * counted.get("dae_forward", 0)
                          + counted.get("classifier", 0))
             achieved = a["images_per_s"]["median"] * per_image
             table.append([b, _spread(f and f["seconds"], 1e3, 2),

@@ -85,10 +85,7 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
     if name == "imagenet":
         return _load_imagenet_sample(split, root)
     if name.startswith("imagefolder:"):
-        folder = Path(name.split(":", 1)[1]).expanduser() / split
-        if not folder.is_dir():
-            raise DataNotFoundError(f"no ImageFolder at {folder}: expected {folder}/<class>/<image files>")
-        return _load_image_folder(folder, preprocessing)
+        return _load_image_folder(_photo_folder(name, split, root), preprocessing)
     raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)} or imagefolder:<path>")
 
 
@@ -186,18 +183,28 @@ def _folder_files(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
 def photo_files(name: str, split: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
     """The original files of ``split`` of a photo data set (``imagenet`` or ``imagefolder:<path>``), in the
     order of ``load_dataset``'s images: what a client uploads before any preprocessing."""
-    if name == "imagenet":
-        folder = resolve_data_dir(data_dir) / "imagenet-sample"
-    elif name.startswith("imagefolder:"):
-        folder = Path(name.split(":", 1)[1]).expanduser() / split
-    else:
+    if name != "imagenet" and not name.startswith("imagefolder:"):
         raise ValueError(f"{name!r} is not a photo data set (imagenet or imagefolder:<path>)")
-    if not folder.is_dir():
-        raise DataNotFoundError(f"no ImageFolder at {folder}: expected {folder}/<class>/<image files>")
+    folder = _photo_folder(name, split, resolve_data_dir(data_dir))
     files = [f for f, _ in _folder_files(folder, sorted(p.name for p in folder.iterdir() if p.is_dir()))]
     if name == "imagenet":
         return [files[i] for i in imagenet_split_indices(len(files))[split].tolist()]
     return files
+
+
+def _photo_folder(name: str, split: str, root: Path) -> Path:
+    """The ImageFolder that holds ``split`` of photo data set ``name``: ``root/imagenet-sample`` (both splits,
+    divided by ``imagenet_split_indices``) or ``<path>/<split>`` of ``imagefolder:<path>``."""
+    if name == "imagenet":
+        folder = root / "imagenet-sample"
+        if not folder.is_dir():
+            raise DataNotFoundError(f"imagenet not found: looked in {folder}. Set --data-dir or APUDAE_DATA_DIR to "
+                                    "a folder holding imagenet-sample/<wnid>/<image files>")
+        return folder
+    folder = Path(name.split(":", 1)[1]).expanduser() / split
+    if not folder.is_dir():
+        raise DataNotFoundError(f"no ImageFolder at {folder}: expected {folder}/<class>/<image files>")
+    return folder
 
 
 def imagenet_split_indices(n: int) -> dict[str, torch.Tensor]:
@@ -207,10 +214,7 @@ def imagenet_split_indices(n: int) -> dict[str, torch.Tensor]:
 
 
 def _load_imagenet_sample(split: str, root: Path) -> ImageSet:
-    folder = root / "imagenet-sample"
-    if not folder.is_dir():
-        raise DataNotFoundError(f"imagenet not found: looked in {folder}. Set --data-dir or APUDAE_DATA_DIR to a "
-                                "folder holding imagenet-sample/<wnid>/<image files>")
+    folder = _photo_folder("imagenet", split, root)
     full = _load_image_folder(folder, IMAGENET_PREPROCESSING)
     names = _imagenet_class_names(folder, full.classes)
     return ImageSet(full.images, full.labels, names).subset(imagenet_split_indices(len(full))[split])

@@ -91,11 +91,32 @@ def _augment(recipe: Recipe, part: str, images: torch.Tensor, generator: torch.G
     return images
 
 
-def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdir: Path, seed: int) -> dict:
+def extra_batch_size(main: torch.Tensor, extra: ImageSet, main_batch: int) -> int:
+    """Images of ``extra`` per DAE batch that hold as many pixels as ``main_batch`` images of ``main``'s size
+    (``recipe.dae_extra_dataset``): 16 images at 224x224 -> 784 at 32x32."""
+    return max(1, round(main_batch * main.shape[-2] * main.shape[-1] / (extra.images.shape[-2] * extra.images.shape[-1])))
+
+
+def _dae_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, sigma_max: float,
+              generator: torch.Generator, autocast) -> float:
+    """One step of eq. 5 on uint8 ``images`` (B, c, H, W): MSE between DAE(X + noise) and X; returns the loss."""
+    clean = images.float() / 255
+    with autocast:
+        denoised = model(add_training_noise(clean, sigma_max, generator))
+    loss = F.mse_loss(denoised.float(), clean)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdir: Path, seed: int,
+               extra: ImageSet | None = None) -> dict:
     """Train ``part`` ("classifier", "dae" or "adversarial") to completion; returns the final meta.
 
-    Writes ``workdir/<part>.safetensors`` and ``workdir/<part>.json`` after every epoch and a line of
-    per-epoch metrics to ``workdir/<part>.log.jsonl``.
+    ``extra``: the DAE's second data set (``recipe.dae_extra_dataset``), one batch of it after each batch of
+    ``train``; its loss is logged as ``extra_train_loss``. Writes ``workdir/<part>.safetensors`` and
+    ``workdir/<part>.json`` after every epoch and a line of per-epoch metrics to ``workdir/<part>.log.jsonl``.
     """
     if part not in PARTS:
         raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
@@ -120,8 +141,12 @@ def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdi
         generator = torch.Generator().manual_seed(seed * 1000 + epoch)
         torch.manual_seed(seed * 1000 + epoch)
         order = torch.randperm(len(train), generator=generator)
+        if extra is not None:
+            per_batch = extra_batch_size(train.images, extra, batch)
+            extra_order = torch.randperm(len(extra), generator=generator).repeat(
+                math.ceil(steps_per_epoch * per_batch / len(extra)))
         model.train()
-        running, seen = 0.0, 0
+        running, seen, extra_running = 0.0, 0, 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"{recipe.dataset} {part} {epoch + 1}/{epochs}", mininterval=10)
         for i in bar:
             index = order[i * batch:(i + 1) * batch]
@@ -130,10 +155,11 @@ def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdi
                 group["lr"] = (peak * 0.5 * (1 + math.cos(math.pi * step / total_steps)) if is_dae
                                else one_cycle_lr(step, total_steps, peak))
             if is_dae:
-                clean = train.images[index].float() / 255
-                with autocast:
-                    denoised = model(add_training_noise(clean, recipe.dae.sigma_max, generator))
-                loss = F.mse_loss(denoised.float(), clean)
+                loss = _dae_step(model, optimizer, train.images[index], recipe.dae.sigma_max, generator, autocast)
+                if extra is not None:
+                    extra_index = extra_order[i * per_batch:(i + 1) * per_batch]
+                    extra_running += _dae_step(model, optimizer, extra.images[extra_index], recipe.dae.sigma_max,
+                                               generator, autocast)
             else:
                 x, y = _augment(recipe, part, train.images[index], generator), train.labels[index]
                 if part == "adversarial":
@@ -143,14 +169,17 @@ def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdi
                                      recipe.adversarial_steps, generator=generator)
                 with autocast:
                     loss = F.cross_entropy(model(x).float(), y, label_smoothing=recipe.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            running += loss.item() * len(index)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss = loss.item()
+            running += loss * len(index)
             seen += len(index)
             bar.set_postfix(loss=f"{running / seen:.4f}", refresh=False)
         record = {"epoch": epoch + 1, "train_loss": running / seen, "seconds": time.time() - started,
                   "bf16": bool(use_bf16)}
+        if extra is not None:
+            record["extra_train_loss"] = extra_running / steps_per_epoch
         if is_dae:
             record["val_clean_reconstruction_error"] = per_image_errors(model, val).mean().item()
             record["sigma_max"] = recipe.dae.sigma_max  # a resumed run may train on with another noise range

@@ -36,6 +36,10 @@ class Recipe:
     dae_epochs: int = 3
     dae_batch: int = 128
     dae_lr: float = 2e-3  # Adam, cosine decay
+    # a second data set (same channels) whose training images the DAE also learns from, at their own size: after
+    # each batch of the recipe's data, one batch of it holding as many pixels (cifar10 beside a photo DAE:
+    # 16 photos at 224 -> 784 images at 32); None = the recipe's data only
+    dae_extra_dataset: str | None = None
     adversarial_epsilon: float = 0.1  # l_inf budget of the PGD-trained baseline (Madry et al. 2018)
     adversarial_steps: int = 5
     adversarial_epochs: int = 2

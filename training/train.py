@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from apudae.training.data import load_dataset, train_holdout_split
+from apudae.training.data import DATASETS, load_dataset, train_holdout_split
 from apudae.training.import_classifier import imported_preprocessing
 from apudae.training.loops import PARTS, train_part
 from apudae.training.options import add_data_options, apply_threads, workdir_of
@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the recipe's DAE dropout probability after each convolution (eq. 6's F_enc/F_dec)")
     parser.add_argument("--dae-depth", type=int, default=None, help="override the recipe's DAE depth (N in Table 1)")
     parser.add_argument("--dae-width", type=int, default=None, help="override the recipe's DAE width (feature maps per layer)")
+    parser.add_argument("--dae-extra-dataset", choices=DATASETS, default=None,
+                        help="also train the DAE on this data set's training images at their own size, one batch "
+                             "of as many pixels after each batch (for example cifar10 beside imagenet)")
     parser.add_argument("--classifier-noise-max", type=float, default=None,
                         help="Gaussian noise on the plain classifier's training images: X + s*N(0,1), s ~ U[0, this]")
     parser.add_argument("--classifier-width", type=int, default=None,
@@ -37,9 +40,10 @@ def chosen_parts(args: argparse.Namespace) -> tuple[str, ...]:
 
 def recipe_of(args: argparse.Namespace) -> Recipe:
     """The data set's recipe with the command line's overrides (epochs of the chosen part(s) only, holdout,
-    DAE sigma_max, dropout, depth and width, classifier noise and width)."""
+    DAE sigma_max, dropout, depth, width and extra data set, classifier noise and width)."""
     epochs = {f"{part}_epochs": args.epochs for part in chosen_parts(args)}
-    recipe = recipe_for(args.dataset, holdout=args.holdout, classifier_noise_max=args.classifier_noise_max, **epochs)
+    recipe = recipe_for(args.dataset, holdout=args.holdout, classifier_noise_max=args.classifier_noise_max,
+                        dae_extra_dataset=args.dae_extra_dataset, **epochs)
     classifier = recipe.classifier and overridden(recipe.classifier, width=args.classifier_width)
     return replace(recipe, classifier=classifier,
                    dae=overridden(recipe.dae, sigma_max=args.dae_sigma_max, dropout=args.dae_dropout,
@@ -56,7 +60,15 @@ def run(args: argparse.Namespace) -> int:
     data = load_dataset(args.dataset, "train", args.data_dir, args.download, imported_preprocessing(workdir_of(args)))
     train_index, holdout_index = train_holdout_split(len(data), recipe.holdout)
     train, holdout = data.subset(train_index), data.subset(holdout_index)
+    extra = None
+    if recipe.dae_extra_dataset is not None and "dae" in chosen_parts(args):
+        extra = load_dataset(recipe.dae_extra_dataset, "train", args.data_dir, args.download)
+        if extra.images.shape[1] != recipe.dae.in_channels:
+            print(f"apudae train: --dae-extra-dataset {recipe.dae_extra_dataset} has {extra.images.shape[1]} "
+                  f"channel(s), the DAE of {args.dataset} takes {recipe.dae.in_channels}; choose a data set with "
+                  f"{recipe.dae.in_channels}")
+            return 2
     for part in chosen_parts(args):
-        meta = train_part(part, recipe, train, holdout, workdir_of(args), args.seed)
+        meta = train_part(part, recipe, train, holdout, workdir_of(args), args.seed, extra if part == "dae" else None)
         print(f"{args.dataset} {part}: {meta['epoch']} epochs, {meta['wall_seconds']:.0f} s, last {meta['history'][-1]}")
     return 0

@@ -125,5 +125,5 @@ def test_photo_files_are_the_originals_in_the_loaded_order(tmp_path, monkeypatch
     assert [Image.open(f).size for f in files] == [(40, 30), (30, 50), (64, 36)]  # the files as uploaded, not resized
     with pytest.raises(ValueError, match="not a photo data set"):
         data_module.photo_files("mnist", "test", tmp_path)
-    with pytest.raises(DataNotFoundError, match="no ImageFolder"):
+    with pytest.raises(DataNotFoundError, match="imagenet not found: looked in .*imagenet-sample"):
         data_module.photo_files("imagenet", "test", tmp_path)

@@ -4,7 +4,9 @@ from dataclasses import replace
 
 import torch
 
-from apudae.training.loops import _augment
+from apudae.models.dae import DAEConfig
+from apudae.training.data import ImageSet
+from apudae.training.loops import _augment, extra_batch_size, train_part
 from apudae.training.recipes import recipe_for
 from apudae.training.train import add_arguments, recipe_of
 
@@ -67,3 +69,31 @@ def test_classifier_width_overrides_only_its_field():
     recipe = recipe_of(_parse("--dataset", "cifar10", "--classifier-width", "64"))
     assert recipe.classifier.width == 64 and recipe.classifier.arch == "resnet9" and recipe.classifier.flip_average
     assert recipe.classifier.mean == recipe_for("cifar10").classifier.mean and recipe.dae.width == 64
+
+
+def test_dae_extra_dataset_overrides_only_its_field():
+    assert recipe_of(_parse("--dataset", "imagenet")).dae_extra_dataset is None
+    recipe = recipe_of(_parse("--dataset", "imagenet", "--part", "dae", "--dae-extra-dataset", "cifar10"))
+    assert recipe.dae_extra_dataset == "cifar10" and recipe.dae.width == 48 and recipe.dae_epochs == 16
+
+
+def test_extra_batches_hold_as_many_pixels_as_a_main_batch():
+    photos = torch.zeros(4, 3, 224, 224, dtype=torch.uint8)
+    thumbnails = ImageSet(torch.zeros(10, 3, 32, 32, dtype=torch.uint8), torch.zeros(10, dtype=torch.long), ["x"])
+    assert extra_batch_size(photos, thumbnails, 16) == 784  # 16 * 224^2 / 32^2
+    assert extra_batch_size(torch.zeros(1, 3, 8, 8), thumbnails, 1) == 1  # never an empty batch
+
+
+def test_a_dae_trains_on_both_data_sets_and_logs_each_loss(tmp_path):
+    recipe = replace(recipe_for("imagenet"), dae=DAEConfig(in_channels=3, depth=2, width=4, sigma_max=0.25),
+                     dae_epochs=1, dae_batch=2, dae_bf16=False, dae_extra_dataset="cifar10")
+    generator = torch.Generator().manual_seed(0)
+
+    def images(n, size):
+        return ImageSet(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=generator),
+                        torch.zeros(n, dtype=torch.long), ["x"])
+
+    meta = train_part("dae", recipe, images(4, 16), images(2, 16), tmp_path, seed=0, extra=images(5, 8))
+    record = meta["history"][-1]
+    assert record["extra_train_loss"] > 0 and record["train_loss"] > 0
+    assert meta["recipe"]["dae_extra_dataset"] == "cifar10"

@@ -3,7 +3,8 @@
 With it a shipped bundle can be trained on (``apudae train --part dae --epochs N`` resumes from it), gain
 a part it lacks (``--part adversarial``) and be packaged again (``apudae bundle``) without the original
 ``runs/`` folder. Each part becomes ``<workdir>/<part>.safetensors`` + ``.json`` at the epoch, history,
-wall time and recipe recorded in the bundle's provenance, and the calibration ``calibration.json``.
+wall time and recipe recorded in the bundle's provenance, and the calibration ``calibration.json``; an
+imported classifier becomes the files ``apudae import-classifier`` writes.
 A bundle holds no optimizer state: a run resumed from it starts with fresh optimizer moments (SGD
 momentum, Adam's moments), unlike an uninterrupted run.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from apudae.models.bundle import Bundle, load_bundle
 from apudae.training.checkpoint import save_checkpoint
+from apudae.training.import_classifier import IMPORT_FILE
 from apudae.training.loops import EPOCHS_KEY, make_optimizer
 
 BUNDLE_PART_FILES = {"classifier": "classifier", "dae": "dae", "adversarial": "adversarial_classifier"}
@@ -25,9 +27,13 @@ def unbundle(bundle: Bundle, workdir: Path) -> list[str]:
     provenance = bundle.meta["provenance"]
     workdir.mkdir(parents=True, exist_ok=True)
     written = []
+    imported = bundle.meta["classifier"].get("format") == "onnx"
+    if imported:
+        _write_import(bundle, workdir)
+        written.append("imported classifier")
     for part, attribute in BUNDLE_PART_FILES.items():
         model = getattr(bundle, attribute)
-        if model is None:
+        if model is None or (imported and part == "classifier"):
             continue
         epochs = provenance["epochs"][part]
         recipe = {**provenance["recipe"], EPOCHS_KEY[part]: epochs}
@@ -46,6 +52,17 @@ def unbundle(bundle: Bundle, workdir: Path) -> list[str]:
         written.append(part)
     (workdir / "calibration.json").write_text(json.dumps(bundle.calibration.to_dict(), indent=1))
     return written
+
+
+def _write_import(bundle: Bundle, workdir: Path) -> None:
+    """The files ``apudae import-classifier`` writes (classifier.onnx and its record), from a bundle whose
+    classifier was imported: the ONNX graph as it is, the record from bundle.json."""
+    meta = bundle.meta
+    (workdir / "classifier.onnx").write_bytes(bundle.onnx_path.read_bytes())
+    record = {"classes": meta["classes"], "input_shape": meta["input_shape"], "preprocessing": meta.get("preprocessing"),
+              "normalisation": meta["classifier"]["normalisation"], "source": meta["classifier"]["source"],
+              "differentiable_copy_max_abs_logit_delta": meta["metrics"]["onnx_max_abs_logit_delta"]}
+    (workdir / IMPORT_FILE).write_text(json.dumps(record, indent=1))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,13 +7,14 @@ import torch
 from apudae.models.bundle import load_bundle
 from apudae.models.calibration import Calibration
 from apudae.models.classifiers import ImageClassifier
-from tests.conftest import make_tiny_nets
+from tests.conftest import make_tiny_nets, write_tiny_photo_bundle
 from apudae.training.checkpoint import load_checkpoint
 from apudae.training.loops import load_trained, make_optimizer
 from apudae.training.provenance import machine_description
 from apudae.models.bundle import write_bundle
 from apudae.models.model_card import model_card
 from apudae.training.recipes import recipe_for
+from apudae.training.import_classifier import IMPORT_FILE, imported_preprocessing
 from apudae.training.unbundle import unbundle
 
 
@@ -103,3 +104,16 @@ def test_an_adversarial_baseline_of_another_width_keeps_its_own_config_through_b
     model, run_meta = load_trained(tmp_path / "runs", "adversarial")
     assert run_meta["recipe"]["classifier"]["width"] == 2
     assert all(torch.equal(model.state_dict()[k], v) for k, v in adversarial.state_dict().items())
+
+
+def test_an_imported_classifier_comes_back_as_its_import(tmp_path):
+    write_tiny_photo_bundle(tmp_path / "bundle", tmp_path / "import")
+    bundle = load_bundle(tmp_path / "bundle")
+    bundle.meta["provenance"].update(epochs={"dae": 1}, wall_seconds={"dae": 1.0}, recipe=recipe_for("imagenet").to_dict(),
+                                     history={"dae": [{"epoch": 1, "train_loss": 1.0}]})
+    assert unbundle(bundle, tmp_path / "runs") == ["imported classifier", "dae"]
+    assert (tmp_path / "runs" / "classifier.onnx").read_bytes() == (tmp_path / "import" / "classifier.onnx").read_bytes()
+    record = json.loads((tmp_path / "runs" / IMPORT_FILE).read_text())
+    original = json.loads((tmp_path / "import" / IMPORT_FILE).read_text())
+    assert record == original
+    assert imported_preprocessing(tmp_path / "runs") == bundle.preprocessing

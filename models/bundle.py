@@ -10,6 +10,9 @@ Layout of ``models/<name>/``:
 - ``bundle.json``: shapes, classes, calibration, configs (``adversarial_classifier`` has its own where
   its architecture differs from the classifier's; bundles without one share the classifier's),
   purification defaults, provenance, test metrics and the SHA-256 of every weight file;
+- ``"purification_budgets"`` in bundle.json (optional): settings tuned for further attack budgets, each
+  ``{"<epsilon>": {<overrides of "purification">}}`` (MNIST: ``{"0.3": {"n": 45}}``); a request chooses
+  one by its ε (``budget=0.3``), the defaults serve every other request;
 - ``README.md``: the model card.
 
 ``write_bundle`` writes one (the ONNX export checked against PyTorch); ``load_bundle`` checks every hash
@@ -35,6 +38,7 @@ from apudae.models.dae import DAEConfig, DenoisingAutoEncoder
 from apudae.models.model_card import model_card
 from apudae.models.onnx_classifier import OnnxClassifierError, differentiable_copy
 from apudae.models.preprocessing import Preprocessing
+from apudae.models.purification.settings import PurifySettings
 
 BUNDLE_FILE = "bundle.json"
 ONNX_TOLERANCE = 1e-4  # max |delta logit| between the exported ONNX classifier and PyTorch
@@ -84,6 +88,24 @@ class Bundle:
     @property
     def purification_defaults(self) -> dict:
         return dict(self.meta["purification"])
+
+    @property
+    def purification_budgets(self) -> dict[float, dict]:
+        """ε -> the overrides of ``purification_defaults`` tuned for that attack budget (empty: none shipped)."""
+        return {float(eps): dict(overrides) for eps, overrides in self.meta.get("purification_budgets", {}).items()}
+
+    def purification_for(self, budget: float | None) -> dict:
+        """The purification settings for attack budget ``budget`` (ε, l_inf): the defaults with that budget's
+        overrides; None = the defaults. ValueError naming the shipped budgets for one the bundle lacks."""
+        if budget is None:
+            return self.purification_defaults
+        budgets = self.purification_budgets
+        for eps, overrides in budgets.items():
+            if abs(eps - budget) < 1e-9:
+                return {**self.purification_defaults, **overrides}
+        shipped = ", ".join(f"{eps:g}" for eps in sorted(budgets)) or "none"
+        raise ValueError(f"budget {budget:g} has no tuned settings in bundle {self.name!r} (shipped budgets: "
+                         f"{shipped}); leave budget out for the defaults")
 
     @property
     def preprocessing(self) -> Preprocessing | None:
@@ -145,9 +167,15 @@ def load_bundle(path: str | Path) -> Bundle:
     if "adversarial_classifier.safetensors" in meta["files"]:
         adversarial_config = ClassifierConfig.from_dict(meta.get("adversarial_classifier", meta["classifier"]))
         adversarial = _frozen(ImageClassifier(adversarial_config), path / "adversarial_classifier.safetensors")
-    return Bundle(name=meta["name"], path=path, meta=meta, dae=dae, load_classifier=classifier,
-                  calibration=Calibration.from_dict(meta["calibration"]),
-                  adversarial_classifier=adversarial, classes=list(meta["classes"]))
+    bundle = Bundle(name=meta["name"], path=path, meta=meta, dae=dae, load_classifier=classifier,
+                    calibration=Calibration.from_dict(meta["calibration"]),
+                    adversarial_classifier=adversarial, classes=list(meta["classes"]))
+    for budget in bundle.purification_budgets:  # a bad entry fails here, not in the request that names it
+        try:
+            PurifySettings.from_defaults(bundle.purification_for(budget))
+        except (TypeError, ValueError) as err:
+            raise BundleError(f"bundle {path.name}: purification_budgets {budget:g}: {err}") from None
+    return bundle
 
 
 def export_onnx(classifier: torch.nn.Module, input_shape: tuple[int, ...], path: Path) -> float:
@@ -172,13 +200,14 @@ def export_onnx(classifier: torch.nn.Module, input_shape: tuple[int, ...], path:
 def write_bundle(out: Path, name: str, dae: torch.nn.Module, classifier: torch.nn.Module, calibration: Calibration,
                  classes: list[str], purification: dict, provenance: dict, metrics: dict,
                  adversarial_classifier: torch.nn.Module | None = None, card: str = "",
-                 imported: dict | None = None, imported_onnx: Path | None = None) -> dict:
+                 imported: dict | None = None, imported_onnx: Path | None = None,
+                 purification_budgets: dict | None = None) -> dict:
     """Write the bundle directory ``out`` and return its bundle.json contents.
 
     A trained ``classifier`` is saved as safetensors and exported to ONNX. An imported one
     (``imported``: the record of ``apudae import-classifier``, ``imported_onnx``: its checked ONNX file)
     is copied as it is; ``classifier`` is then its differentiable copy, and the record's preprocessing
-    becomes the bundle's."""
+    becomes the bundle's. ``purification_budgets``: ε -> overrides of ``purification`` (see the layout)."""
     out.mkdir(parents=True, exist_ok=True)
     input_shape = [dae.config.in_channels, *provenance["image_size"]]
     weights = {"dae.safetensors": dae}
@@ -203,7 +232,10 @@ def write_bundle(out: Path, name: str, dae: torch.nn.Module, classifier: torch.n
         "calibration": calibration.to_dict(), "dae": dae.config.to_dict(), "classifier": classifier_meta,
         **({"adversarial_classifier": adversarial_classifier.config.to_dict()}
            if adversarial_classifier is not None and adversarial_classifier.config != classifier.config else {}),
-        "purification": purification, "provenance": provenance,
+        "purification": purification,
+        **({"purification_budgets": {f"{float(eps):g}": overrides for eps, overrides in purification_budgets.items()}}
+           if purification_budgets else {}),
+        "provenance": provenance,
         "metrics": {**metrics, "onnx_max_abs_logit_delta": onnx_delta},
         "files": {f: sha256_file(out / f) for f in files},
     }

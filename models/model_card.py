@@ -19,6 +19,15 @@ def _noise_by_epoch(provenance: dict) -> list[str]:
     return lines
 
 
+def _detector_lines(detector: dict | None) -> list[str]:
+    """The detector's thresholds per false-positive rate (models/detector.py), or that it has none."""
+    if detector is None:
+        return ["- Detector: none calibrated (no image is flagged)."]
+    thresholds = ", ".join(f"{float(fpr):g} -> {t:.6g}" for fpr, t in detector["thresholds"].items())
+    return [f"- Detector: flags an image whose {detector['statistic']} exceeds the threshold set on {detector['n']} "
+            f"clean held-out *training* images at each false-positive rate: {thresholds}."]
+
+
 def _classifier_line(meta: dict) -> str:
     classifier = meta["classifier"]
     if classifier.get("format") == "onnx":
@@ -40,7 +49,10 @@ def model_card(meta: dict) -> str:
         *([f"- Preprocessing of uploads: {json.dumps(meta['preprocessing'])} (shorter side, centre crop)."]
           if meta.get("preprocessing") else []),
         f"- Calibration (eq. 7) on {c['n']} held-out *training* images: mu = {c['mu']:.6g}, sigma = {c['sigma']:.6g}.",
-        f"- Purification defaults: {json.dumps(meta['purification'])}.", "",
+        *_detector_lines(c.get("detector")),
+        f"- Purification defaults: {json.dumps(meta['purification'])}.",
+        *[f"- Purification for attack budget ε = {eps} (request `budget={eps}`): the defaults with "
+          f"{json.dumps(overrides)}." for eps, overrides in meta.get("purification_budgets", {}).items()], "",
         "## Test metrics (full test split)",
         *[f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in m.items()], "",
         "## Provenance",

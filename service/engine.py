@@ -107,9 +107,10 @@ class ModelRuntime:
         """The context the purification loop runs in: bf16 autocast for precision "bf16", else a no-op."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
-    def default_settings(self, **overrides) -> PurifySettings:
-        """The bundle's purification defaults with ``overrides`` (None values ignored)."""
-        return PurifySettings.from_defaults(self.bundle.purification_defaults, **overrides)
+    def default_settings(self, budget: float | None = None, **overrides) -> PurifySettings:
+        """The bundle's purification settings for attack budget ``budget`` (None: its defaults) with
+        ``overrides`` (None values ignored); ValueError for a budget the bundle lacks or a bad override."""
+        return PurifySettings.from_defaults(self.bundle.purification_for(budget), **overrides)
 
     def _scored(self, errors: torch.Tensor) -> list[Scored]:
         errors = errors.detach().double().cpu()

@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     name = Path(args.dataset.partition(":")[2]).name if args.dataset.startswith("imagefolder:") else args.dataset
     out = Path(args.out or f"models/{name}")
     meta = write_bundle(out, name, dae, classifier, calibration, classes, current.purification,
-                        provenance, metrics, adversarial, imported=imported, imported_onnx=workdir / "classifier.onnx")
+                        provenance, metrics, adversarial, imported=imported, imported_onnx=workdir / "classifier.onnx",
+                        purification_budgets=current.purification_budgets)
     print(json.dumps({"bundle": str(out), **meta["metrics"], "mu": calibration.mu, "sigma": calibration.sigma}))
     return 0

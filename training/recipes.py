@@ -47,6 +47,9 @@ class Recipe:
     # tuned on the training holdout, carry=False (no difference measured there, and cheaper); Fashion-MNIST
     # reuses MNIST's; CIFAR-10's alpha, gamma and carry tuned on its holdout (docs/RESULTS.md, "Tuning")
     purification: dict = field(default_factory=dict)
+    # attack budget (l_inf epsilon) -> overrides of ``purification`` tuned for it on the training holdout, written
+    # into bundle.json as "purification_budgets" (a request's budget=epsilon takes them); empty = one setting
+    purification_budgets: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)

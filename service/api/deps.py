@@ -27,6 +27,8 @@ from apudae.service.state import ServiceState, UnknownModel
 
 log = logging.getLogger(__name__)
 MAX_STEPS = 100
+BUDGET_HELP = ("the attack budget (l_inf epsilon) to use the bundle's settings tuned for, one of its "
+               "purification_budgets in /models; default: the bundle's purification defaults")
 
 
 def declared_query(dependant: Dependant) -> list[str]:
@@ -125,10 +127,12 @@ async def get_purify_settings(
         variant: Annotated[str | None, Query(description=f"one of {', '.join(VARIANTS)}; default: the bundle's")] = None,
         n: Annotated[int | None, Query(ge=0, le=MAX_STEPS, description="most purification steps")] = None,
         seed: Annotated[int | None, Query(ge=0, lt=2**63, description="makes the noise repeatable")] = None,
+        budget: Annotated[float | None, Query(gt=0, le=1, description=BUDGET_HELP)] = None,
 ) -> PurifySettings:
-    """The bundle's purification defaults with the request's overrides; 422 for an unknown variant."""
+    """The bundle's purification settings (for ``budget`` when given) with the request's overrides; 422 for an
+    unknown variant or a budget the bundle has no settings for."""
     try:
-        return runtime.default_settings(variant=variant, n=n, seed=seed)
+        return runtime.default_settings(budget=budget, variant=variant, n=n, seed=seed)
     except ValueError as err:
         raise HTTPException(422, str(err)) from None
 

@@ -85,6 +85,9 @@ class ModelOut(BaseModel):
     calibration: dict = Field(description="mu, sigma, n and the histogram of the clean reconstruction error, and "
                                                    "detector: its thresholds per false-positive rate (absent: no flags)")
     purification_defaults: dict
+    purification_budgets: dict[str, dict] = Field(description="ε -> the overrides of purification_defaults tuned "
+                                                              "for that attack budget; a request takes one with "
+                                                              "budget=ε (empty: none shipped)")
     preprocessing: dict | None = Field(description="resize (shorter side), crop, interpolation applied to uploads "
                                                    "of any size; null: uploads must be at input_shape")
     metrics: dict = Field(description="test metrics recorded in the bundle")

@@ -154,7 +154,8 @@ class ProtocolModel:
                                "input_datatypes": {"UINT8": "0-255", "FP32": "0-1"},
                                "input_shapes": [[-1, c, h, w], [-1, h, w, c]],
                                "request_parameters": sorted(self.parameters.model_fields),
-                               "purification_defaults": self.runtime.bundle.purification_defaults}}
+                               "purification_defaults": self.runtime.bundle.purification_defaults,
+                               "purification_budgets": self.runtime.bundle.meta.get("purification_budgets", {})}}
 
 
 def protocol_name(bundle: str, purify_only: bool) -> str:

@@ -57,7 +57,8 @@ def _settings(model: ProtocolModel, parameters: PurifyParameters) -> PurifySetti
     if not getattr(parameters, "purify", True):
         return None
     try:
-        return model.runtime.default_settings(variant=parameters.variant, n=parameters.n, seed=parameters.seed)
+        return model.runtime.default_settings(budget=parameters.budget, variant=parameters.variant, n=parameters.n,
+                                             seed=parameters.seed)
     except ValueError as err:
         raise HTTPException(400, str(err)) from None
 

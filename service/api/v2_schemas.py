@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from apudae.models.detector import FPRS
 from apudae.models.purification import VARIANTS
-from apudae.service.api.deps import MAX_STEPS
+from apudae.service.api.deps import BUDGET_HELP, MAX_STEPS
 
 Strict = ConfigDict(extra="forbid", strict=True)
 
@@ -51,6 +51,7 @@ class PurifyParameters(BaseModel):
     variant: Literal[VARIANTS] | None = Field(None, description="purification variant; default: the bundle's")
     n: int | None = Field(None, ge=0, le=MAX_STEPS, description="most purification steps")
     seed: int | None = Field(None, ge=0, lt=2**63, description="makes the noise repeatable")
+    budget: float | None = Field(None, gt=0, le=1, description=BUDGET_HELP)
     fpr: Literal[FPRS] | None = Field(None, description="false-positive rate of the detector's threshold "
                                                          "(output flagged); default 0.01")
     binary_data_output: bool = Field(False, description="send every output as binary data unless the output "

@@ -57,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: torch's, one per core)")
     for name, kind in (("n", int), ("alpha", float), ("beta", float), ("gamma", float)):
         parser.add_argument(f"--{name}", type=kind, help=f"purification {name} (default: the bundle's)")
+    parser.add_argument("--budget", type=float,
+                        help="start from the bundle's purification settings tuned for this attack budget (one of its "
+                             "purification_budgets), as a request's budget= does; --n etc. override them "
+                             "(default: the bundle's purification defaults)")
     parser.add_argument("--step", choices=STEP_RULES, help="purification step rule (default: the bundle's, else sign)")
     parser.add_argument("--carry", action=argparse.BooleanOptionalAction, default=None,
                         help="keep stepping along the momentum under mu, eq. 9-13 (default: the bundle's)")
@@ -88,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
     purify = {k: getattr(args, k) for k in ("n", "alpha", "beta", "gamma", "step", "carry")
               if getattr(args, k) is not None}
     return EvaluationConfig(
-        bundle=args.bundle, variant=args.variant, purify=purify, compare=_names(args.compare),
+        bundle=args.bundle, variant=args.variant, budget=args.budget, purify=purify, compare=_names(args.compare),
         attacks=_names(args.attacks), epsilons=tuple(args.epsilon),
         samples=args.samples or None, seed=args.seed, batch_size=args.batch_size, device=args.device,
         quantize=args.quantize, adaptive_steps=args.adaptive_steps, adaptive_eot=args.adaptive_eot,

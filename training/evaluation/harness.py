@@ -118,7 +118,7 @@ class Evaluation:
         self.data = data if data is not None else load_dataset(dataset, "test", config.data_dir,
                                                                   preprocessing=self.bundle.preprocessing)
         overrides = {**config.purify, "variant": config.variant, "seed": config.seed}
-        self.settings = PurifySettings.from_defaults(self.bundle.purification_defaults, **overrides)
+        self.settings = PurifySettings.from_defaults(self.bundle.purification_for(config.budget), **overrides)
         self.defences = _defences(self.bundle, self.settings, config.compare)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.tally, self.artifacts = Tally(), Artifacts()

@@ -11,11 +11,12 @@ router = APIRouter(tags=["models"])
 
 @router.get("/models", response_model=ModelsResponse)
 async def list_models(state: StateDep) -> ModelsResponse:
-    """Each bundle's classes, input shape, preprocessing, calibration, purification defaults and test metrics."""
+    """Each bundle's classes, input shape, preprocessing, calibration, purification defaults and budgets, and test metrics."""
     default = get_model(state).name
     return ModelsResponse(default=default, models=[
         ModelOut(name=name, classes=r.bundle.classes, input_shape=list(r.bundle.input_shape),
                  calibration=r.calibration.to_dict(), purification_defaults=r.bundle.purification_defaults,
+                 purification_budgets=r.bundle.meta.get("purification_budgets", {}),
                  preprocessing=r.bundle.meta.get("preprocessing"),
                  metrics=r.bundle.meta.get("metrics", {}))
         for name, r in state.models.items()])

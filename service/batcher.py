@@ -4,7 +4,13 @@ Each distinct :class:`BatchKey` (model, operation, settings that must match with
 has its own lane: a queue and one worker task, opened by a request and closed when empty. The worker waits for the first request, then up
 to ``max_wait`` seconds (measured from that request's arrival) for more, takes requests in
 arrival order while they fit in ``max_batch_size`` images, runs the batch in a one-thread
-executor off the event loop, and resolves each request's future with its own slice.
+executor off the event loop (the compute thread), and resolves each request's future with its own slice.
+
+- The compute thread should be the only thread that runs parallel torch work: :meth:`Batcher.on_compute_thread`
+  runs the models' loading and warm-up there too. Each thread that enters an OpenMP parallel region keeps
+  its own team of threads; with more OpenMP threads than cores, libgomp cuts its spin-waiting to almost
+  none, so the compute thread's team sleeps and wakes between the many short regions of a purification
+  step (docs/PERFORMANCE.md, "The compute thread").
 
 - A batch that runs out of device memory is split in halves and retried (recursively) before it
   fails; a batch that raises fails each of its requests with that error; the worker carries on.
@@ -113,13 +119,17 @@ class Batcher:
         self._accepting = True
         self._changed = asyncio.Event()
         self._batch_seconds = 0.1  # moving average, for Retry-After
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apudae-batch")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apudae-compute")
         self.idle = threading.Event()  # set while nothing is queued or running (for background jobs)
         self.idle.set()
 
     @property
     def accepting(self) -> bool:
         return self._accepting
+
+    async def on_compute_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the thread that runs the batches (see the module docstring), awaited."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def submit(self, key: BatchKey, images: torch.Tensor, run: BatchFn, deadline: float) -> list[Any]:
         """Queue ``images`` (k, C, H, W) and wait for their k results.
@@ -239,8 +249,7 @@ class Batcher:
         self._update_idle()
         started = time.monotonic()
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._executor, run_split_on_oom, lane.run,
-                                                                       images)
+            results = await self.on_compute_thread(run_split_on_oom, lane.run, images)
             if len(results) != images.shape[0]:
                 raise RuntimeError(f"batch function returned {len(results)} results for {images.shape[0]} images")
         except Exception as err:  # the batch's error goes to each of its callers

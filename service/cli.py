@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from apudae.service.allocator import tune_allocator
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "import-classifier": ("apudae.training.import_classifier", "bring your own classifier (ONNX, or PyTorch code + weights) into a work directory"),
     "train": ("apudae.training.train", "train a classifier, the DAE (eq. 5) or the adversarially trained baseline"),
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         top.print_help()
         return 0 if argv else 2
     command = top.parse_args(argv[:1]).command
+    tune_allocator()
     module_name, summary = COMMANDS[command]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"apudae {command}", description=summary)

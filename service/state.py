@@ -52,8 +52,9 @@ class ServiceState:
     async def start(self) -> None:
         """Load and warm every bundle, then open the batcher and the job runner; raises if nothing loads."""
         settings = self.settings
-        self.models = await asyncio.to_thread(load_models, settings.model_dir, torch.device(settings.device),
-                                          settings.precision)
+        batcher = Batcher(settings.max_batch_size, settings.max_batch_wait, settings.max_queue_size, self.metrics)
+        self.models = await batcher.on_compute_thread(load_models, settings.model_dir, torch.device(settings.device),
+                                                      settings.precision)
         if not self.models:
             raise RuntimeError(f"no model could be loaded from {settings.model_dir}; see the errors above")
         if settings.default_model is not None and settings.default_model not in self.models:
@@ -62,7 +63,7 @@ class ServiceState:
         for name, runtime in self.models.items():
             self.metrics.set_calibration(name, runtime.calibration)
         self.metrics.models_ready.set(len(self.models))
-        self.batcher = Batcher(settings.max_batch_size, settings.max_batch_wait, settings.max_queue_size, self.metrics)
+        self.batcher = batcher
         self.jobs = EvaluationJobs(settings.eval_dir, self.batcher.idle, self.metrics)
         self.jobs.resume(self._cut_off_task)
         self.ready = True

@@ -54,6 +54,7 @@ def test_bench_smoke_writes_json_and_report(tiny_models_dir, tmp_path):
     assert served["tensor"]["path"] == "/v2/models/tiny/infer"
     row = served["batched"]["closed_loop"][0]
     assert row["server_cpu_per_image"]["median"] > 0 and row["client_cpu_per_request"]["median"] > 0
+    assert 0 < row["compute_duty"]["median"] <= 1 and row["in_batch_rate"]["median"] > 0
     report = out_md.read_text()
     assert "## Targets" in report and "<!-- bench:end -->" in report and "served tensor >= 85%" in report
 

@@ -137,7 +137,9 @@ SERVED_KINDS = {"batched": "multipart PNG", "unbatched": "multipart PNG", "tenso
 
 def _served(served: dict) -> list[str]:
     lines = ["## Served throughput and latency", "", f"Bundle `{served['bundle']}`, {served['inputs']}; "
-             "latencies in ms, open-loop latency counted from each request's scheduled departure; CPU: the "
+             "latencies in ms, open-loop latency counted from each request's scheduled departure; compute duty: "
+             "the share of the run the compute thread ran batches, in-batch images/s: images per second of that "
+             "compute (served images/s = duty x in-batch rate, to set beside the offline engine); CPU: the "
              "service process's and the load generator's CPU time (both on this machine's cores), and their sum "
              "as a share of all cores over the run.", ""]
     generators = next(served[k] for k in SERVED_KINDS if k in served).get("closed_loop_generator", "python")
@@ -152,12 +154,14 @@ def _served(served: dict) -> list[str]:
         for mode, key in (("closed loop", "clients"), ("open loop", "rate")):
             rows = [[f"{r[key]:g}" if key == "clients" else f"{r[key]:.1f}", _spread(r["throughput"]),
                      _spread(r["p50"], 1e3, 0), _spread(r["p90"], 1e3, 0), _spread(r["p99"], 1e3, 0),
-                     _spread(r["mean_batch"]), _spread(r["rejected_share"], 100, 1), r["errors"],
+                     _spread(r["mean_batch"]), _spread(r.get("compute_duty"), 100, 0), _spread(r.get("in_batch_rate")),
+                     _spread(r["rejected_share"], 100, 1), r["errors"],
                      _spread(r.get("server_cpu_per_image"), 1e3, 1), _spread(r.get("client_cpu_per_request"), 1e3, 1),
                      _spread(r.get("cpu_busy_share"), 100, 0)]
                     for r in s["closed_loop" if key == "clients" else "open_loop"]]
             lines += [f"{mode}:", ""] + _table([key if key == "clients" else "rate req/s", "images/s", "p50", "p90",
-                                                "p99", "mean batch", "rejected %", "errors", "service CPU ms/image",
+                                                "p99", "mean batch", "compute duty %", "in-batch images/s",
+                                                "rejected %", "errors", "service CPU ms/image",
                                                 "load generator CPU ms/request", "CPU busy %"], rows)
     return lines
 

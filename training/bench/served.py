@@ -4,7 +4,10 @@ The service runs in its own process (``python -m service.cli serve``) on a model
 only the benchmarked bundle; its batcher settings come from ``APUDAE_*`` variables. The mean batch size
 of a run is the change of ``apudae_batch_size_images`` (sum / count) in ``/metrics`` across that run, and
 the service's CPU time the change of ``process_cpu_seconds_total``; the load generator's is this process's
-plus that of the child processes it waited for (wrk).
+plus that of the child processes it waited for (wrk). The compute thread's share of the run (compute duty)
+and its images per second of compute (in-batch rate) come from ``apudae_batch_compute_duration_seconds``:
+served images/s = compute duty x in-batch rate, so a gap to the offline engine shows as idle compute (the
+batcher or the request path cannot feed it) or as slower compute (the cores are shared).
 
 Closed-loop load comes from wrk when it is installed (``ServePlan.closed_loop_generator``: its CPU cost
 per request is ~1/100 of the Python clients', see ``wrk.py``), else from ``load.closed_loop``; open-loop
@@ -35,6 +38,7 @@ from apudae.training.bench.wrk import wrk_closed_loop
 
 log = logging.getLogger(__name__)
 BATCH_METRIC = "apudae_batch_size_images"
+COMPUTE_METRIC = "apudae_batch_compute_duration_seconds"
 CPU_METRIC = "process_cpu_seconds"
 
 
@@ -110,11 +114,13 @@ IN_FLIGHT_METRIC = "apudae_requests_in_flight"
 
 @dataclass(frozen=True)
 class ServiceTotals:
-    """Running totals read from /metrics: images and batches computed for a model, the service process's
-    CPU seconds (NaN where the platform does not export them) and the requests it is handling now."""
+    """Running totals read from /metrics: images and batches computed for a model and the seconds its batches
+    took, the service process's CPU seconds (NaN where the platform does not export them) and the requests it
+    is handling now."""
 
     images: float
     batches: float
+    compute_seconds: float
     cpu_seconds: float
     in_flight: float
 
@@ -122,20 +128,21 @@ class ServiceTotals:
 def service_totals(base: str, model: str) -> ServiceTotals:
     """The service's totals now, from its /metrics."""
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    totals = {"_sum": 0.0, "_count": 0.0}
+    totals = {(BATCH_METRIC, "_sum"): 0.0, (BATCH_METRIC, "_count"): 0.0, (COMPUTE_METRIC, "_sum"): 0.0}
     cpu = in_flight = float("nan")
     for family in text_string_to_metric_families(text):
         if family.name == CPU_METRIC:
             cpu = family.samples[0].value
         if family.name == IN_FLIGHT_METRIC:
             in_flight = family.samples[0].value
-        if family.name != BATCH_METRIC:
+        if family.name not in (BATCH_METRIC, COMPUTE_METRIC):
             continue
         for sample in family.samples:
-            suffix = sample.name.removeprefix(BATCH_METRIC)
-            if suffix in totals and sample.labels.get("model") == model:
-                totals[suffix] += sample.value
-    return ServiceTotals(totals["_sum"], totals["_count"], cpu, in_flight)
+            key = (family.name, sample.name.removeprefix(family.name))
+            if key in totals and sample.labels.get("model") == model:
+                totals[key] += sample.value
+    return ServiceTotals(totals[BATCH_METRIC, "_sum"], totals[BATCH_METRIC, "_count"], totals[COMPUTE_METRIC, "_sum"],
+                         cpu, in_flight)
 
 
 def drained(base: str, model: str, timeout: float = 600.0) -> ServiceTotals:
@@ -167,8 +174,10 @@ def _measure(base: str, target: Target, model: str, load) -> dict:
     wall = time.monotonic() - started
     images, batches, server_cpu = after.images - before.images, after.batches - before.batches, \
         after.cpu_seconds - before.cpu_seconds
+    compute = after.compute_seconds - before.compute_seconds
     summary = run.summary()
     return summary | {"mean_batch": images / batches if batches else None,
+                      "compute_duty": compute / wall, "in_batch_rate": images / compute if compute else None,
                       "server_cpu_per_image": server_cpu / images if images else None,
                       "client_cpu_per_request": client_cpu / summary["sent"] if summary["sent"] else None,
                       "cpu_busy_share": (server_cpu + client_cpu) / (wall * (os.cpu_count() or 1))}
@@ -177,8 +186,8 @@ def _measure(base: str, target: Target, model: str, load) -> dict:
 def _repeated(base: str, target: Target, model: str, load, repeats: int, **level) -> dict:
     runs = [_measure(base, target, model, load) for _ in range(repeats)]
     row = dict(level)
-    for key in ("throughput", "p50", "p90", "p99", "rejected_share", "mean_batch", "server_cpu_per_image",
-                "client_cpu_per_request", "cpu_busy_share"):
+    for key in ("throughput", "p50", "p90", "p99", "rejected_share", "mean_batch", "compute_duty", "in_batch_rate",
+                "server_cpu_per_image", "client_cpu_per_request", "cpu_busy_share"):
         values = [r[key] for r in runs if r[key] is not None and r[key] == r[key]]
         row[key] = Spread.of(values).to_dict() if values else None
     row["errors"] = sum(r["errors"] for r in runs)

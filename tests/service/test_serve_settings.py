@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 from apudae.service import serve
 from apudae.service.main import create_app
 from apudae.service.settings import Settings
-from service_fixtures import make_settings  # noqa: F401 (pytest fixtures)
+from service_fixtures import digit_png, make_settings  # noqa: F401 (pytest fixtures)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -83,3 +84,25 @@ def test_no_loadable_model_fails_start_up(make_settings, tmp_path):
     with pytest.raises(RuntimeError, match="no model could be loaded"):
         with TestClient(create_app(make_settings(model_dir=tmp_path))):
             pass
+
+
+def test_the_models_load_on_the_thread_that_computes_the_batches(make_settings, monkeypatch):
+    from apudae.service import engine, state
+
+    threads = {}
+    original_load, original_classify = engine.load_models, engine.ModelRuntime.classify
+
+    def load(*args, **kwargs):
+        threads["load"] = threading.get_ident()
+        return original_load(*args, **kwargs)
+
+    def classify(self, *args, **kwargs):
+        threads["batch"] = threading.get_ident()
+        return original_classify(self, *args, **kwargs)
+
+    monkeypatch.setattr(state, "load_models", load)
+    monkeypatch.setattr(engine.ModelRuntime, "classify", classify)
+    with TestClient(create_app(make_settings())) as client:
+        png = digit_png(0)
+        assert client.post("/classify", files=[("files", ("0.png", png, "image/png"))]).status_code == 200
+    assert threads["load"] == threads["batch"] != threading.get_ident()

@@ -32,8 +32,10 @@ def unbundle(bundle: Bundle, workdir: Path) -> list[str]:
         _write_import(bundle, workdir)
         written.append("imported classifier")
     for part, attribute in BUNDLE_PART_FILES.items():
+        if imported and part == "classifier":  # before getattr: that would build the differentiable copy
+            continue
         model = getattr(bundle, attribute)
-        if model is None or (imported and part == "classifier"):
+        if model is None:
             continue
         epochs = provenance["epochs"][part]
         recipe = {**provenance["recipe"], EPOCHS_KEY[part]: epochs}

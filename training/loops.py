@@ -1,4 +1,4 @@
-"""Training loops for the classifiers (clean and PGD-adversarial) and the DAE (eq. 5).
+"""Training loops for the classifiers (clean and adversarial: PGD or fast FGSM) and the DAE (eq. 5).
 
 Each loop is resumable: after every epoch it writes a checkpoint (safetensors + JSON)
 in the work directory and, when started again, continues from the last finished
@@ -24,7 +24,7 @@ from apudae.training.attacks.pgd import pgd_linf
 from apudae.training.augment import random_crop, random_flip
 from apudae.training.checkpoint import load_checkpoint, read_finished_run, save_checkpoint
 from apudae.training.data import ImageSet
-from apudae.training.recipes import Recipe
+from apudae.training.recipes import ADVERSARIAL_METHODS, Recipe
 
 PARTS = ("classifier", "dae", "adversarial")
 EPOCHS_KEY = {"classifier": "classifier_epochs", "dae": "dae_epochs", "adversarial": "adversarial_epochs"}
@@ -55,6 +55,36 @@ def per_image_errors(dae: torch.nn.Module, data: ImageSet, batch_size: int = 500
     chunks = [reconstruction_error(dae, data.images[i:i + batch_size].float() / 255)
               for i in range(0, len(data), batch_size)]
     return torch.cat(chunks)
+
+
+def robust_accuracy(model: torch.nn.Module, data: ImageSet, epsilon: float, steps: int = 10, count: int = 500,
+                    batch_size: int = 250) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) under PGD (``steps`` steps of epsilon/4 from a random start, seed 0)
+    on the first ``count`` images of ``data``: the per-epoch check that shows catastrophic overfitting of fast
+    adversarial training (robust accuracy falling to ~0 within an epoch, Wong et al. 2020, section 5)."""
+    model.eval()
+    generator = torch.Generator().manual_seed(0)
+    correct, total = 0, min(count, len(data))
+    for start in range(0, total, batch_size):
+        x = data.images[start:min(start + batch_size, total)].float() / 255
+        y = data.labels[start:start + len(x)]
+        adv = pgd_linf(model, x, y, epsilon, epsilon / 4, steps, generator=generator)
+        with torch.no_grad():
+            correct += (model(adv).argmax(1) == y).sum().item()
+    return correct / total
+
+
+def adversarial_batch(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
+                      generator: torch.Generator) -> torch.Tensor:
+    """The attacked training batch of the adversarial baseline: x (B, C, H, W) in [0, 1] -> same shape, within
+    ``recipe.adversarial_epsilon`` of x (l_inf), by ``recipe.adversarial_method`` (see Recipe)."""
+    eps = recipe.adversarial_epsilon
+    if recipe.adversarial_method == "fgsm-rs":
+        return pgd_linf(model, x, y, eps, 1.25 * eps, 1, generator=generator)
+    if recipe.adversarial_method == "pgd":
+        return pgd_linf(model, x, y, eps, 2.5 * eps / recipe.adversarial_steps, recipe.adversarial_steps,
+                        generator=generator)
+    raise ValueError(f"unknown adversarial_method {recipe.adversarial_method!r}; choose one of {ADVERSARIAL_METHODS}")
 
 
 def _build(part: str, recipe_dict: dict) -> torch.nn.Module:
@@ -163,10 +193,8 @@ def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdi
             else:
                 x, y = _augment(recipe, part, train.images[index], generator), train.labels[index]
                 if part == "adversarial":
-                    eps = recipe.adversarial_epsilon
                     with autocast:
-                        x = pgd_linf(model, x, y, eps, 2.5 * eps / recipe.adversarial_steps,
-                                     recipe.adversarial_steps, generator=generator)
+                        x = adversarial_batch(model, x, y, recipe, generator)
                 with autocast:
                     loss = F.cross_entropy(model(x).float(), y, label_smoothing=recipe.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
@@ -185,6 +213,8 @@ def train_part(part: str, recipe: Recipe, train: ImageSet, val: ImageSet, workdi
             record["sigma_max"] = recipe.dae.sigma_max  # a resumed run may train on with another noise range
         else:
             record["val_accuracy"] = accuracy(model, val)
+            if part == "adversarial":
+                record["val_pgd_accuracy"] = robust_accuracy(model, val, recipe.adversarial_epsilon)
             if part == "classifier":  # a resumed run may train on with another noise range
                 record["noise_max"] = recipe.classifier_noise_max
         meta = {"epoch": epoch + 1, "history": meta["history"] + [record],

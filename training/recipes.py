@@ -11,6 +11,10 @@ from apudae.models.classifiers import ClassifierConfig
 from apudae.models.dae import DAEConfig
 
 
+#: the attacks ``Recipe.adversarial_method`` may name
+ADVERSARIAL_METHODS = ("pgd", "fgsm-rs")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """``classifier`` is None for a data set whose classifier is imported (``apudae import-classifier``), not trained."""
@@ -40,7 +44,11 @@ class Recipe:
     # each batch of the recipe's data, one batch of it holding as many pixels (cifar10 beside a photo DAE:
     # 16 photos at 224 -> 784 images at 32); None = the recipe's data only
     dae_extra_dataset: str | None = None
-    adversarial_epsilon: float = 0.1  # l_inf budget of the PGD-trained baseline (Madry et al. 2018)
+    adversarial_epsilon: float = 0.1  # l_inf budget of the adversarially trained baseline
+    # how its training images are attacked (ADVERSARIAL_METHODS): "pgd" (Madry et al. 2018), adversarial_steps
+    # steps of 2.5 * eps / steps from a uniform start in the ball; "fgsm-rs" (Wong et al. 2020, "fast
+    # adversarial training"), one FGSM step of 1.25 * eps from a uniform start in the ball
+    adversarial_method: str = "pgd"
     adversarial_steps: int = 5
     adversarial_epochs: int = 2
     # variant F defaults written into bundle.json: the paper's n and beta; on MNIST the paper's alpha and gamma

@@ -8,13 +8,13 @@ from apudae.training.data import DATASETS, load_dataset, train_holdout_split
 from apudae.training.import_classifier import imported_preprocessing
 from apudae.training.loops import PARTS, train_part
 from apudae.training.options import add_data_options, apply_threads, workdir_of
-from apudae.training.recipes import Recipe, overridden, recipe_for
+from apudae.training.recipes import ADVERSARIAL_METHODS, Recipe, overridden, recipe_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_options(parser)
     parser.add_argument("--part", choices=PARTS + ("all",), default="all",
-                        help="classifier, dae (eq. 5), adversarial (PGD-trained baseline) or all")
+                        help="classifier, dae (eq. 5), adversarial (adversarially trained baseline) or all")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs for the chosen part(s)")
     parser.add_argument("--holdout", type=int, default=None, help="training images kept out for calibration")
     parser.add_argument("--dae-sigma-max", type=float, default=None,
@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dae-extra-dataset", choices=DATASETS, default=None,
                         help="also train the DAE on this data set's training images at their own size, one batch "
                              "of as many pixels after each batch (for example cifar10 beside imagenet)")
+    parser.add_argument("--adversarial-method", choices=ADVERSARIAL_METHODS, default=None,
+                        help="how the adversarial baseline's training images are attacked: pgd (Madry et al. 2018) "
+                             "or fgsm-rs (Wong et al. 2020, one FGSM step from a random start; default: the recipe's)")
     parser.add_argument("--classifier-noise-max", type=float, default=None,
                         help="Gaussian noise on the plain classifier's training images: X + s*N(0,1), s ~ U[0, this]")
     parser.add_argument("--classifier-width", type=int, default=None,
@@ -40,10 +43,11 @@ def chosen_parts(args: argparse.Namespace) -> tuple[str, ...]:
 
 def recipe_of(args: argparse.Namespace) -> Recipe:
     """The data set's recipe with the command line's overrides (epochs of the chosen part(s) only, holdout,
-    DAE sigma_max, dropout, depth, width and extra data set, classifier noise and width)."""
+    DAE sigma_max, dropout, depth, width and extra data set, adversarial method, classifier noise and width)."""
     epochs = {f"{part}_epochs": args.epochs for part in chosen_parts(args)}
     recipe = recipe_for(args.dataset, holdout=args.holdout, classifier_noise_max=args.classifier_noise_max,
-                        dae_extra_dataset=args.dae_extra_dataset, **epochs)
+                        dae_extra_dataset=args.dae_extra_dataset, adversarial_method=args.adversarial_method,
+                        **epochs)
     classifier = recipe.classifier and overridden(recipe.classifier, width=args.classifier_width)
     return replace(recipe, classifier=classifier,
                    dae=overridden(recipe.dae, sigma_max=args.dae_sigma_max, dropout=args.dae_dropout,

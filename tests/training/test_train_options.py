@@ -6,7 +6,8 @@ import torch
 
 from apudae.models.dae import DAEConfig
 from apudae.training.data import ImageSet
-from apudae.training.loops import _augment, extra_batch_size, train_part
+from apudae.models.classifiers import ImageClassifier
+from apudae.training.loops import _augment, adversarial_batch, extra_batch_size, train_part
 from apudae.training.recipes import recipe_for
 from apudae.training.train import add_arguments, recipe_of
 
@@ -97,3 +98,39 @@ def test_a_dae_trains_on_both_data_sets_and_logs_each_loss(tmp_path):
     record = meta["history"][-1]
     assert record["extra_train_loss"] > 0 and record["train_loss"] > 0
     assert meta["recipe"]["dae_extra_dataset"] == "cifar10"
+
+
+def test_adversarial_method_overrides_only_its_field():
+    recipe = recipe_of(_parse("--dataset", "cifar10", "--part", "adversarial", "--adversarial-method", "fgsm-rs"))
+    assert recipe.adversarial_method == "fgsm-rs" and recipe.adversarial_steps == recipe_for("cifar10").adversarial_steps
+    assert recipe_of(_parse("--dataset", "cifar10")).adversarial_method == recipe_for("cifar10").adversarial_method
+
+
+def _tiny_classifier_recipe(**fields):
+    recipe = recipe_for("mnist")
+    return replace(recipe, classifier=replace(recipe.classifier, width=4), adversarial_epsilon=0.3, **fields)
+
+
+def test_fast_adversarial_training_attacks_within_the_ball_with_one_gradient():
+    """fgsm-rs: a uniform start in the ball, then one step of 1.25 * eps, projected back to the ball and [0, 1]."""
+    recipe = _tiny_classifier_recipe(adversarial_method="fgsm-rs")
+    model = ImageClassifier(recipe.classifier)
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(6) % 10
+    calls = []
+    handle = model.register_forward_hook(lambda *_: calls.append(1))
+    adv = adversarial_batch(model, x, y, recipe, torch.Generator().manual_seed(1))
+    handle.remove()
+    assert len(calls) == 1  # one forward (and backward) pass: the "fast" of fast adversarial training
+    assert (adv - x).abs().max() <= 0.3 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    assert (adv - x).abs().max() > 0.29  # a step of 1.25 * eps from inside the ball reaches its edge
+
+
+def test_an_adversarial_epoch_logs_its_robust_accuracy(tmp_path):
+    recipe = _tiny_classifier_recipe(adversarial_method="fgsm-rs", adversarial_epochs=1, classifier_batch=4)
+    generator = torch.Generator().manual_seed(0)
+    data = ImageSet(torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=generator),
+                    torch.arange(8) % 10, [str(i) for i in range(10)])
+    record = train_part("adversarial", recipe, data, data, tmp_path, seed=0)["history"][-1]
+    assert 0 <= record["val_pgd_accuracy"] <= record["val_accuracy"] + 1e-9
+    assert (tmp_path / "adversarial.safetensors").exists()

@@ -55,15 +55,17 @@ def _random_calibration(dae: DenoisingAutoEncoder, shape: tuple[int, int, int], 
     return calibration, provenance
 
 
-def write_tiny_bundle(out: Path, name: str = "tiny") -> dict:
-    """Write a valid bundle of tiny untrained nets to ``out``; returns its bundle.json."""
+def write_tiny_bundle(out: Path, name: str = "tiny", adversarial_classifier: ImageClassifier | None = None) -> dict:
+    """Write a valid bundle of tiny untrained nets to ``out`` (with ``adversarial_classifier`` as its
+    adversarially trained baseline, when given); returns its bundle.json."""
     from apudae.models.bundle import write_bundle
 
     dae, classifier = make_tiny_nets()
     calibration, provenance = _random_calibration(dae, TINY_SHAPE, 64, "random test images", "tiny")
     purification = {"variant": "F", "n": 3, "alpha": 0.01, "beta": 0.9, "gamma": 0.05}
     return write_bundle(out, name, dae, classifier, calibration, [f"class {i}" for i in range(10)],
-                        purification, provenance, {"clean_test_accuracy": 0.1})
+                        purification, provenance, {"clean_test_accuracy": 0.1},
+                        adversarial_classifier=adversarial_classifier)
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,11 @@ import torch
 from apudae.models.bundle import load_bundle
 from apudae.service import cli as apudae_cli
 from apudae.training.data import ImageSet
-from apudae.training.evaluation import evaluate, tune
+from apudae.training.evaluation import evaluate, harness, tune
 from apudae.training.evaluation.config import EvaluationConfig
 from apudae.training.evaluation.harness import Evaluation, Outcome, run_evaluation
 from apudae.training.evaluation.stats import Tally, wilson_interval
+from tests.conftest import make_tiny_nets, write_tiny_bundle
 
 
 def test_wilson_interval_known_values():
@@ -467,3 +468,36 @@ def test_bim_counts_the_steps_of_the_fractions_that_rounded_decimals_stand_for()
 
     assert [build_attacks("bim", eps, alpha=0.0039216)[0].steps for eps in (0.0196078, 0.0980392)] == [12, 52]
     assert build_attacks("bim", 0.1)[0].steps == 22  # alpha = eps / 10
+
+
+def test_the_combined_defence_purifies_then_asks_the_adversarial_classifier(tmp_path, seven_images, monkeypatch):
+    """--combined: column "F+adversarial-training" after F. With the plain classifier's own weights as the
+    adversarial one it scores as F, cell for cell; every adversary aimed at it is made against that classifier."""
+    _, same_weights = make_tiny_nets()
+    write_tiny_bundle(tmp_path / "tiny", adversarial_classifier=same_weights)
+    targeted = []
+
+    class RecordingTarget(harness.AttackTarget):
+        def __init__(self, classifier, *rest, **named):
+            targeted.append(classifier)
+            super().__init__(classifier, *rest, **named)
+
+    monkeypatch.setattr(harness, "AttackTarget", RecordingTarget)
+    config = EvaluationConfig(bundle=str(tmp_path / "tiny"), attacks=("fgsm", "counter-a", "pgd-eot"), samples=None,
+                              batch_size=4, epsilons=(0.1,), purify={"n": 2}, resubmissions=2, combined=True,
+                              adaptive_steps=1, adaptive_eot=1, reduced_reason="a test")
+    evaluation = Evaluation(config, seven_images)
+    summary = evaluation.run()
+    assert summary["defences"] == ["none", "adversarial-training", "direct", "F", "F+adversarial-training"]
+    cells = {(c["defence"], c["attack"]): c["correct"] for c in summary["cells"]}
+    assert {a: v for (d, a), v in cells.items() if d == "F"} == \
+           {a: v for (d, a), v in cells.items() if d == "F+adversarial-training"}
+    robust = evaluation.bundle.adversarial_classifier
+    # per batch: fgsm per classifier (2), counter-a per classifier of the purifiers (2), pgd-eot per purifier (3)
+    assert sum(c is robust for c in targeted) == 2 * 3 and len(targeted) == 2 * 7
+
+
+def test_combined_needs_an_adversarial_classifier(tiny_models_dir, seven_images):
+    config = EvaluationConfig(bundle=str(tiny_models_dir / "tiny"), attacks=("fgsm",), samples=None, combined=True)
+    with pytest.raises(ValueError, match="no adversarially trained classifier.*--combined"):
+        Evaluation(config, seven_images)

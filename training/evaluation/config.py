@@ -40,7 +40,8 @@ class EvaluationConfig:
     default when None); compare: further variants evaluated beside it with the same settings, shown the
     same grey-box adversaries (the paper's Table 3 compares A-G this way; adaptive attacks target each
     variant on its own), each a variant name or one with its own settings ("A:n=12", see compare_entry);
-    budget: start from the bundle's settings for this attack budget (``Bundle.purification_for``; None: its
+    combined: also evaluate the variant followed by the bundle's adversarially trained classifier instead of its
+    plain one (a combined defence, "<variant>+adversarial-training"); budget: start from the bundle's settings for this attack budget (``Bundle.purification_for``; None: its
     defaults); purify: further PurifySettings overrides (n, alpha, beta, gamma, step, ...);
     attacks: names from ``training.attacks.ATTACKS``; epsilons: l_inf budgets, each a full run;
     samples: test images (a seeded random subset of the test split; None = all); seed: subset, attack
@@ -56,6 +57,7 @@ class EvaluationConfig:
     variant: str | None = None
     budget: float | None = None
     compare: tuple[str, ...] = ()
+    combined: bool = False
     purify: dict = field(default_factory=dict)
     attacks: tuple[str, ...] = DEFAULT_ATTACKS
     epsilons: tuple[float, ...] = (0.1,)

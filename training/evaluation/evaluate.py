@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", default="",
                         help="comma-separated further variants, evaluated on the same adversaries (paper Table 3); "
                              "one may carry its own settings: A:n=12 (n, alpha, beta, gamma) (default: none)")
+    parser.add_argument("--combined", action="store_true",
+                        help="also evaluate the variant followed by the bundle's adversarially trained classifier "
+                             "(purify, then the robust classifier; column <variant>+adversarial-training)")
     parser.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS),
                         help=f"comma-separated, from: {', '.join(ATTACKS)}")
     parser.add_argument("--epsilon", type=float, nargs="+", default=[0.1],
@@ -93,7 +96,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
               if getattr(args, k) is not None}
     return EvaluationConfig(
         bundle=args.bundle, variant=args.variant, budget=args.budget, purify=purify, compare=_names(args.compare),
-        attacks=_names(args.attacks), epsilons=tuple(args.epsilon),
+        combined=args.combined, attacks=_names(args.attacks), epsilons=tuple(args.epsilon),
         samples=args.samples or None, seed=args.seed, batch_size=args.batch_size, device=args.device,
         quantize=args.quantize, adaptive_steps=args.adaptive_steps, adaptive_eot=args.adaptive_eot,
         reduced_reason=args.reduced_reason, attack_alpha=args.attack_alpha,

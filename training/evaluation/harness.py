@@ -1,9 +1,10 @@
 """The benchmark: attack a bundle's classifier (grey-box) or its whole defence (adaptive) and count what
 each defence still classifies correctly.
 
-Defences (the paper's columns): "none" (the classifier), "adversarial-training" (the bundle's PGD-trained
-classifier, when it has one), "direct" (classifier(DAE(x))), the purification variant under test and the
-variants it is compared with (the rows of the paper's Table 3).
+Defences (the paper's columns): "none" (the classifier), "adversarial-training" (the bundle's adversarially
+trained classifier, when it has one), "direct" (classifier(DAE(x))), the purification variant under test and the
+variants it is compared with (the rows of the paper's Table 3); with ``combined``, also the variant followed by
+the adversarially trained classifier (purify, then the robust classifier).
 Grey-box adversaries are made once per classifier and shown to every defence built on it; adaptive
 attacks that target one defence (BPDA, PGD-EOT, APGD-EOT) are run against each purifying defence.
 With two or more adaptive attacks, the ``worst-case`` row counts per defence the images that it
@@ -46,6 +47,7 @@ from apudae.training.evaluation.stats import CLEAN, Tally, rejection_counts
 
 GALLERY_SIZE = 8
 RANDOMISED = ("F", "G")  # the variants whose answer depends on the purifier's random draws
+ADVERSARIAL_TRAINING = "adversarial-training"  # the column of the bundle's adversarially trained classifier
 WORST_CASE = "worst-case"  # the row of images correct clean and under every adaptive attack of the run
 Progress = Callable[[int, int], None]
 
@@ -89,17 +91,25 @@ class Artifacts:
     gallery: dict = field(default_factory=dict)
 
 
-def _defences(bundle: Bundle, settings: PurifySettings, compare: tuple[str, ...] = ()) -> list[Defence]:
+def _defences(bundle: Bundle, settings: PurifySettings, compare: tuple[str, ...] = (),
+              combined: bool = False) -> list[Defence]:
     """The baselines, then "direct", ``settings.variant`` and ``compare`` in the paper's order (A..G; a
     variant with its own settings, e.g. "A:n=12", right after the plain one, in the given order), each
-    purifying defence named by its entry, with ``settings`` and the entry's variant and overrides."""
+    purifying defence named by its entry, with ``settings`` and the entry's variant and overrides; with
+    ``combined``, last, ``settings.variant`` followed by the adversarially trained classifier
+    ("<variant>+adversarial-training"). ValueError when ``combined`` asks for a baseline the bundle lacks."""
     defences = [Defence("none", bundle.classifier)]
     if bundle.adversarial_classifier is not None:
-        defences.append(Defence("adversarial-training", bundle.adversarial_classifier))
+        defences.append(Defence(ADVERSARIAL_TRAINING, bundle.adversarial_classifier))
     entries = {name: compare_entry(name) for name in ("direct", settings.variant, *compare)}
     order = sorted(entries, key=lambda name: (VARIANTS.index(entries[name][0]), bool(entries[name][1])))
     defences += [Defence(name, bundle.classifier, replace(settings, variant=entries[name][0], **entries[name][1]))
                  for name in order]
+    if combined:
+        if bundle.adversarial_classifier is None:
+            raise ValueError(f"bundle {bundle.name!r} has no adversarially trained classifier to put behind the "
+                             "purifier; drop combined (--combined)")
+        defences.append(Defence(f"{settings.variant}+{ADVERSARIAL_TRAINING}", bundle.adversarial_classifier, settings))
     return defences
 
 
@@ -119,7 +129,7 @@ class Evaluation:
                                                                   preprocessing=self.bundle.preprocessing)
         overrides = {**config.purify, "variant": config.variant, "seed": config.seed}
         self.settings = PurifySettings.from_defaults(self.bundle.purification_for(config.budget), **overrides)
-        self.defences = _defences(self.bundle, self.settings, config.compare)
+        self.defences = _defences(self.bundle, self.settings, config.compare, config.combined)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.tally, self.artifacts = Tally(), Artifacts()
         self.detector: Detector | None = self.bundle.calibration.detector
@@ -246,9 +256,12 @@ class Evaluation:
                     users = [d for d in self.defences if d.classifier is classifier]
                     self._attack(epsilon, attack, AttackTarget(classifier, generator=self.generator), users, x, y)
                 continue
-            groups = [[d] for d in purifying] if attack.attacks_defence else [purifying]
+            # one adversary per defence for the attacks through the purification loop, else one per classifier
+            groups = ([[d] for d in purifying] if attack.attacks_defence else
+                      [[d for d in purifying if d.classifier is c] for c in {id(d.classifier): d.classifier
+                                                                             for d in purifying}.values()])
             for group in groups:
-                target = AttackTarget(self.bundle.classifier, self.bundle.dae, self.bundle.calibration,
+                target = AttackTarget(group[0].classifier, self.bundle.dae, self.bundle.calibration,
                                       group[0].settings, self.generator)
                 for name, outcome in self._attack(epsilon, attack, target, group, x, y).items():
                     survivors[name] = {key: alive & outcome.survival()[key] for key, alive in survivors[name].items()}

@@ -107,7 +107,7 @@ RECIPES: dict[str, Recipe] = {
         dae_bf16=True,
         adversarial_epsilon=8 / 255,
         # fast adversarial training, 15 epochs as Wong et al. 2020 (clean test 0.740, PGD-10 holdout 0.448); it
-        # replaced 4 epochs of PGD-2 (clean 0.576) in the bundle (docs/RESULTS.md, "CIFAR-10 with rejection")
+        # replaced 4 epochs of PGD-2 (clean 0.576) in the bundle (docs/RESULTS.md, "a fast adversarially trained baseline")
         adversarial_method="fgsm-rs",
         adversarial_epochs=15,
         purification={"variant": "F", "n": 15, "alpha": 4 / 255, "beta": 0.9, "gamma": 0.075, "step": "sign",

@@ -61,7 +61,7 @@ def robust_accuracy(model: torch.nn.Module, data: ImageSet, epsilon: float, step
                     batch_size: int = 250) -> float:
     """Top-1 accuracy of ``model`` (eval mode) under PGD (``steps`` steps of epsilon/4 from a random start, seed 0)
     on the first ``count`` images of ``data``: the per-epoch check that shows catastrophic overfitting of fast
-    adversarial training (robust accuracy falling to ~0 within an epoch, Wong et al. 2020, section 5)."""
+    adversarial training (robust accuracy falling to ~0 within an epoch, Wong et al. 2020)."""
     model.eval()
     generator = torch.Generator().manual_seed(0)
     correct, total = 0, min(count, len(data))

@@ -42,7 +42,8 @@ class EvaluationConfig:
     variant on its own), each a variant name or one with its own settings ("A:n=12", see compare_entry);
     combined: also evaluate the variant followed by the bundle's adversarially trained classifier instead of its
     plain one (a combined defence, "<variant>+adversarial-training"); budget: start from the bundle's settings
-    for this attack budget (``Bundle.purification_for``; None: its defaults); purify: further PurifySettings overrides (n, alpha, beta, gamma, step, ...);
+    for this attack budget (``Bundle.purification_for``; None: its defaults); purify: further PurifySettings
+    overrides (n, alpha, beta, gamma, step, ...);
     attacks: names from ``training.attacks.ATTACKS``; epsilons: l_inf budgets, each a full run;
     samples: test images (a seeded random subset of the test split; None = all); seed: subset, attack
     and purification randomness; quantize: round adversarial images to 8 bits before the defence sees

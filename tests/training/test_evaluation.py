@@ -487,7 +487,9 @@ def test_the_combined_defence_purifies_then_asks_the_adversarial_classifier(tmp_
                               batch_size=4, epsilons=(0.1,), purify={"n": 2}, resubmissions=2, combined=True,
                               adaptive_steps=1, adaptive_eot=1, reduced_reason="a test")
     evaluation = Evaluation(config, seven_images)
-    summary = evaluation.run()
+    seen = []
+    summary = evaluation.run(lambda done, total: seen.append((done, total)))
+    assert seen[-1][0] == seen[-1][1]  # the planned work counts each classifier's counter-attack
     assert summary["defences"] == ["none", "adversarial-training", "direct", "F", "F+adversarial-training"]
     cells = {(c["defence"], c["attack"]): c["correct"] for c in summary["cells"]}
     assert {a: v for (d, a), v in cells.items() if d == "F"} == \

@@ -153,10 +153,11 @@ class Evaluation:
 
     def _adaptive_steps(self, attack: Attack) -> int:
         """The attack steps one image costs ``attack`` in a batch: its steps times the defences it targets one
-        by one; 0 for a grey-box attack."""
+        by one (or, for an attack not aimed at one purifier, the classifiers behind them); 0 for a grey-box attack."""
         if attack.threat_model != ADAPTIVE:
             return 0
-        groups = sum(d.settings is not None for d in self.defences) if attack.attacks_defence else 1
+        purifying = [d for d in self.defences if d.settings is not None]
+        groups = len(purifying) if attack.attacks_defence else len({id(d.classifier) for d in purifying})
         return int(getattr(attack, "steps", 1)) * groups
 
     def plan(self) -> dict:

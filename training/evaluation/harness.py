@@ -113,6 +113,15 @@ def _defences(bundle: Bundle, settings: PurifySettings, compare: tuple[str, ...]
     return defences
 
 
+def _by_classifier(defences: list[Defence]) -> list[list[Defence]]:
+    """``defences`` grouped by the classifier object they end in, in order of first appearance: the defences
+    that one adversary made against that classifier serves."""
+    groups: dict[int, list[Defence]] = {}
+    for defence in defences:
+        groups.setdefault(id(defence.classifier), []).append(defence)
+    return list(groups.values())
+
+
 class Evaluation:
     """One run of ``config``; ``run()`` fills ``tally`` and ``artifacts`` and returns the summary dict."""
 
@@ -157,7 +166,7 @@ class Evaluation:
         if attack.threat_model != ADAPTIVE:
             return 0
         purifying = [d for d in self.defences if d.settings is not None]
-        groups = len(purifying) if attack.attacks_defence else len({id(d.classifier) for d in purifying})
+        groups = len(purifying) if attack.attacks_defence else len(_by_classifier(purifying))
         return int(getattr(attack, "steps", 1)) * groups
 
     def plan(self) -> dict:
@@ -253,14 +262,12 @@ class Evaluation:
         survivors = {d.name: clean[d.name].survival() for d in purifying}
         for attack in attacks:
             if attack.threat_model == GREY_BOX:
-                for classifier in {id(d.classifier): d.classifier for d in self.defences}.values():
-                    users = [d for d in self.defences if d.classifier is classifier]
-                    self._attack(epsilon, attack, AttackTarget(classifier, generator=self.generator), users, x, y)
+                for users in _by_classifier(self.defences):
+                    target = AttackTarget(users[0].classifier, generator=self.generator)
+                    self._attack(epsilon, attack, target, users, x, y)
                 continue
             # one adversary per defence for the attacks through the purification loop, else one per classifier
-            groups = ([[d] for d in purifying] if attack.attacks_defence else
-                      [[d for d in purifying if d.classifier is c] for c in {id(d.classifier): d.classifier
-                                                                             for d in purifying}.values()])
+            groups = [[d] for d in purifying] if attack.attacks_defence else _by_classifier(purifying)
             for group in groups:
                 target = AttackTarget(group[0].classifier, self.bundle.dae, self.bundle.calibration,
                                       group[0].settings, self.generator)

@@ -94,6 +94,11 @@ class Bundle:
         """ε -> the overrides of ``purification_defaults`` tuned for that attack budget (empty: none shipped)."""
         return {float(eps): dict(overrides) for eps, overrides in self.meta.get("purification_budgets", {}).items()}
 
+    @property
+    def purification_budgets_by_name(self) -> dict[str, dict]:
+        """``purification_budgets`` keyed by ε as bundle.json and /models spell it (``budget_name``)."""
+        return {budget_name(eps): overrides for eps, overrides in self.purification_budgets.items()}
+
     def purification_for(self, budget: float | None) -> dict:
         """The purification settings for attack budget ``budget`` (ε, l_inf): the defaults with that budget's
         overrides; None = the defaults. ValueError naming the shipped budgets for one the bundle lacks."""
@@ -197,6 +202,11 @@ def export_onnx(classifier: torch.nn.Module, input_shape: tuple[int, ...], path:
     return delta
 
 
+def budget_name(epsilon: float) -> str:
+    """An attack budget ε as a bundle.json key: the shortest float spelling ("0.3")."""
+    return f"{float(epsilon):g}"
+
+
 def write_bundle(out: Path, name: str, dae: torch.nn.Module, classifier: torch.nn.Module, calibration: Calibration,
                  classes: list[str], purification: dict, provenance: dict, metrics: dict,
                  adversarial_classifier: torch.nn.Module | None = None, card: str = "",
@@ -233,7 +243,7 @@ def write_bundle(out: Path, name: str, dae: torch.nn.Module, classifier: torch.n
         **({"adversarial_classifier": adversarial_classifier.config.to_dict()}
            if adversarial_classifier is not None and adversarial_classifier.config != classifier.config else {}),
         "purification": purification,
-        **({"purification_budgets": {f"{float(eps):g}": overrides for eps, overrides in purification_budgets.items()}}
+        **({"purification_budgets": {budget_name(eps): overrides for eps, overrides in purification_budgets.items()}}
            if purification_budgets else {}),
         "provenance": provenance,
         "metrics": {**metrics, "onnx_max_abs_logit_delta": onnx_delta},

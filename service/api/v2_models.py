@@ -155,7 +155,7 @@ class ProtocolModel:
                                "input_shapes": [[-1, c, h, w], [-1, h, w, c]],
                                "request_parameters": sorted(self.parameters.model_fields),
                                "purification_defaults": self.runtime.bundle.purification_defaults,
-                               "purification_budgets": self.runtime.bundle.meta.get("purification_budgets", {})}}
+                               "purification_budgets": self.runtime.bundle.purification_budgets_by_name}}
 
 
 def protocol_name(bundle: str, purify_only: bool) -> str:

@@ -68,6 +68,15 @@ def test_purify_and_classify_take_the_budgets_settings(budget_client):
     assert [r["purification"]["steps"] for r in classified["results"]] == [1, 1, 1]  # n still overrides
 
 
+def test_models_and_v2_metadata_spell_a_budget_as_the_bundle_parses_it(make_settings, tmp_path):
+    _with_budgets(tmp_path / "models" / "tiny", {"0.30": {"n": 2}})
+    with TestClient(create_app(make_settings(model_dir=tmp_path / "models"))) as client:
+        assert client.get("/models").json()["models"][0]["purification_budgets"] == {"0.3": {"n": 2}}
+        metadata = client.get("/v2/models/tiny").json()["parameters"]
+        assert metadata["purification_budgets"] == {"0.3": {"n": 2}}
+        assert client.post("/purify", params={"budget": 0.3}, files=_uploads(1)).json()["n"] == 2
+
+
 @pytest.mark.parametrize("budget, words", [(0.2, ["budget 0.2", "shipped budgets: 0.3"]), (0, ["budget"]),
                                            ("eps", ["budget"])])
 def test_an_unknown_or_invalid_budget_is_a_422_that_says_so(budget_client, budget, words):

@@ -16,7 +16,7 @@ async def list_models(state: StateDep) -> ModelsResponse:
     return ModelsResponse(default=default, models=[
         ModelOut(name=name, classes=r.bundle.classes, input_shape=list(r.bundle.input_shape),
                  calibration=r.calibration.to_dict(), purification_defaults=r.bundle.purification_defaults,
-                 purification_budgets=r.bundle.meta.get("purification_budgets", {}),
+                 purification_budgets=r.bundle.purification_budgets_by_name,
                  preprocessing=r.bundle.meta.get("preprocessing"),
                  metrics=r.bundle.meta.get("metrics", {}))
         for name, r in state.models.items()])

@@ -29,11 +29,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adversarial-method", choices=ADVERSARIAL_METHODS, default=None,
                         help="how the adversarial baseline's training images are attacked: pgd (Madry et al. 2018) "
                              "or fgsm-rs (Wong et al. 2020, one FGSM step from a random start; default: the recipe's)")
+    parser.add_argument("--adversarial-epsilon", type=attack_budget, default=None,
+                        help="l_inf budget in (0, 1] pixel units that the adversarial baseline trains against "
+                             "(default: the recipe's; MNIST 0.1, CIFAR-10 8/255)")
     parser.add_argument("--classifier-noise-max", type=float, default=None,
                         help="Gaussian noise on the plain classifier's training images: X + s*N(0,1), s ~ U[0, this]")
     parser.add_argument("--classifier-width", type=int, default=None,
                         help="override the recipe's classifier width (channels of the first stage; ResNet-9: 64 is "
                              "the standard net, the CIFAR-10 recipe's 32 is half of it)")
+
+
+def attack_budget(text: str) -> float:
+    """An l_inf attack budget from the command line: a float in (0, 1]; argparse's error otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give an l_inf budget in (0, 1], e.g. 0.3")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is outside (0, 1]: budgets are in [0, 1] pixel units, e.g. 0.3")
+    return value
 
 
 def chosen_parts(args: argparse.Namespace) -> tuple[str, ...]:
@@ -43,11 +57,11 @@ def chosen_parts(args: argparse.Namespace) -> tuple[str, ...]:
 
 def recipe_of(args: argparse.Namespace) -> Recipe:
     """The data set's recipe with the command line's overrides (epochs of the chosen part(s) only, holdout,
-    DAE sigma_max, dropout, depth, width and extra data set, adversarial method, classifier noise and width)."""
+    DAE sigma_max, dropout, depth, width and extra data set, adversarial method and budget, classifier noise and width)."""
     epochs = {f"{part}_epochs": args.epochs for part in chosen_parts(args)}
     recipe = recipe_for(args.dataset, holdout=args.holdout, classifier_noise_max=args.classifier_noise_max,
                         dae_extra_dataset=args.dae_extra_dataset, adversarial_method=args.adversarial_method,
-                        **epochs)
+                        adversarial_epsilon=args.adversarial_epsilon, **epochs)
     classifier = recipe.classifier and overridden(recipe.classifier, width=args.classifier_width)
     return replace(recipe, classifier=classifier,
                    dae=overridden(recipe.dae, sigma_max=args.dae_sigma_max, dropout=args.dae_dropout,

@@ -2,6 +2,7 @@
 import argparse
 from dataclasses import replace
 
+import pytest
 import torch
 
 from apudae.models.dae import DAEConfig
@@ -104,6 +105,21 @@ def test_adversarial_method_overrides_only_its_field():
     recipe = recipe_of(_parse("--dataset", "cifar10", "--part", "adversarial", "--adversarial-method", "fgsm-rs"))
     assert recipe.adversarial_method == "fgsm-rs" and recipe.adversarial_steps == recipe_for("cifar10").adversarial_steps
     assert recipe_of(_parse("--dataset", "cifar10")).adversarial_method == recipe_for("cifar10").adversarial_method
+
+
+def test_adversarial_epsilon_overrides_only_its_field():
+    recipe = recipe_of(_parse("--dataset", "mnist", "--part", "adversarial", "--adversarial-epsilon", "0.3"))
+    assert recipe.adversarial_epsilon == 0.3 and recipe.adversarial_method == recipe_for("mnist").adversarial_method
+    assert recipe_of(_parse("--dataset", "mnist")).adversarial_epsilon == recipe_for("mnist").adversarial_epsilon
+
+
+@pytest.mark.parametrize("budget, words", [("0", "outside (0, 1]"), ("1.5", "outside (0, 1]"),
+                                           ("8/255", "not a number")])
+def test_a_bad_adversarial_epsilon_is_refused_with_the_range(budget, words, capsys):
+    with pytest.raises(SystemExit):
+        _parse("--dataset", "mnist", "--adversarial-epsilon", budget)
+    error = capsys.readouterr().err
+    assert "--adversarial-epsilon" in error and words in error, error
 
 
 def _tiny_classifier_recipe(**fields):
